@@ -1,0 +1,5 @@
+"""Allow ``python -m mssgw``."""
+
+from mssgw.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,110 @@
+"""Builds the services and listeners from settings; start, reload, stop.
+
+Listeners are registered by name in ``LISTENERS``: each issue that brings a
+protocol edge (SMTP, IMAP) adds its factory there.  A listener that is
+configured but has no factory yet is reported and skipped, so the daemon
+always starts with what exists.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import fields
+
+from mssgw import __version__
+from mssgw.config import ListenerSettings, Settings
+from mssgw.errors import MssgwError, StoreError
+from mssgw.store import Store
+from mssgw.web.autoconfig import ClientEndpoints
+from mssgw.web.http import HttpService
+
+log = logging.getLogger(__name__)
+
+ListenerFactory = Callable[["App", ListenerSettings], Awaitable[asyncio.Server]]
+
+
+async def _http_listener(app: App, lst: ListenerSettings) -> asyncio.Server:
+    service = HttpService(app.health, app.metrics, app.client_endpoints(), app.store.mailboxes.hosted_domains)
+    return await service.serve(lst.address, lst.port)
+
+
+LISTENERS: dict[str, ListenerFactory] = {"http": _http_listener}
+
+
+class App:
+    """The running gateway: one store, the listeners, background tasks."""
+
+    def __init__(self, settings: Settings, store: Store) -> None:
+        self.settings = settings
+        self.store = store
+        self.servers: dict[str, asyncio.Server] = {}
+        self.started_at = time.time()
+
+    def client_endpoints(self) -> ClientEndpoints:
+        ports = {name: self.port_of(name) for name in ("imaps", "imap", "submissions", "submission")}
+        return ClientEndpoints(self.settings.gateway.hostname, **ports)
+
+    def port_of(self, name: str) -> int | None:
+        server = self.servers.get(name)
+        if server is not None and server.sockets:
+            return int(server.sockets[0].getsockname()[1])
+        lst: ListenerSettings = getattr(self.settings.listeners, name)
+        return lst.port if lst.enabled and name in LISTENERS else None
+
+    async def start(self) -> dict[str, int]:
+        """Open every enabled listener that exists; return name → bound port."""
+        for domain in self.settings.gateway.domains:
+            await self.store.mailboxes.ensure_domain(domain)
+        for f in fields(self.settings.listeners):
+            lst: ListenerSettings = getattr(self.settings.listeners, f.name)
+            if not lst.enabled:
+                continue
+            factory = LISTENERS.get(f.name)
+            if factory is None:
+                log.info("listener %s: not available in this version, skipped", f.name)
+                continue
+            try:
+                self.servers[f.name] = await factory(self, lst)
+            except OSError as exc:
+                await self.stop()
+                raise MssgwError(
+                    f"listeners.{f.name}: cannot listen on {lst.address}:{lst.port}: {exc.strerror}"
+                ) from None
+        bound = {name: int(s.sockets[0].getsockname()[1]) for name, s in self.servers.items()}
+        for name, port in bound.items():
+            log.info("listener %s on %s:%d", name, getattr(self.settings.listeners, name).address, port)
+        return bound
+
+    async def stop(self) -> None:
+        for server in self.servers.values():
+            server.close()
+        for server in self.servers.values():
+            await server.wait_closed()
+        self.servers.clear()
+
+    async def reload(self) -> None:
+        """SIGHUP: re-read what can change without a restart (certificates, lists)."""
+        log.info("reload requested")
+
+    async def health(self) -> dict[str, object]:
+        try:
+            await self.store.ping()
+            db = "ok"
+        except StoreError as exc:
+            db = str(exc)
+        return {"status": "ok" if db == "ok" else "degraded", "database": db, "version": __version__,
+                "uptime_seconds": int(time.time() - self.started_at)}
+
+    async def metrics(self) -> str:
+        committer = self.store.messages.committer
+        lines = [
+            "# HELP mssgw_up 1 when the daemon runs.", "# TYPE mssgw_up gauge", "mssgw_up 1",
+            "# TYPE mssgw_store_commit_batches_total counter",
+            f"mssgw_store_commit_batches_total {committer.batches}",
+            "# TYPE mssgw_store_commit_units_total counter",
+            f"mssgw_store_commit_units_total {committer.units}",
+        ]
+        return "\n".join(lines) + "\n"

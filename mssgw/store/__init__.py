@@ -1,0 +1,130 @@
+"""The store: mailboxes, folders, messages, blobs, queue and traces.
+
+``Store`` is the one object the rest of the program holds.  It owns the
+database engines, the blob folder and the group committer, and exposes one
+repository per concern (``store.mailboxes``, ``store.credentials``,
+``store.messages``, ``store.queue``, ``store.traces``).  Nothing here knows a
+socket or a protocol.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
+
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from mssgw.errors import StoreUnavailable
+from mssgw.store import schema
+from mssgw.store.blobs import BlobStore
+from mssgw.store.db import create_engines, is_sqlite
+
+if TYPE_CHECKING:
+    from mssgw.config import Settings
+    from mssgw.store.credentials import Credentials
+    from mssgw.store.delivery import Messages
+    from mssgw.store.mailboxes import Mailboxes
+    from mssgw.store.queue import Queue
+    from mssgw.store.traces import Traces
+
+
+class Store:
+    """Facade over the database and blob folder.  Open with ``await Store.open(settings)``."""
+
+    def __init__(
+        self, reader: AsyncEngine, writer: AsyncEngine, blobs: BlobStore, *, url: str, group_commit_max: int
+    ) -> None:
+        from mssgw.store.credentials import Credentials
+        from mssgw.store.delivery import Messages
+        from mssgw.store.mailboxes import Mailboxes
+        from mssgw.store.queue import Queue
+        from mssgw.store.traces import Traces
+
+        self.engine = reader
+        self.write_engine = writer
+        self.url = url
+        self.blobs = blobs
+        self.sessionmaker = async_sessionmaker(reader, expire_on_commit=False)
+        self.write_sessionmaker = async_sessionmaker(writer, expire_on_commit=False)
+        self.mailboxes: Mailboxes = Mailboxes(self)
+        self.credentials: Credentials = Credentials(self)
+        self.messages: Messages = Messages(self, group_commit_max=group_commit_max)
+        self.queue: Queue = Queue(self)
+        self.traces: Traces = Traces(self)
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    @property
+    def display_url(self) -> str:
+        return make_url(self.url).render_as_string(hide_password=True)
+
+    @classmethod
+    async def open(cls, settings: Settings, *, check_schema: bool = True) -> Store:
+        """Connect, check the schema is current, and prepare the blob folder."""
+        url = settings.store_url
+        if is_sqlite(url):
+            _ensure_sqlite_parent(url)
+        reader, writer = create_engines(
+            url, busy_timeout_ms=settings.store.busy_timeout_ms, pool_size=settings.store.pool_size
+        )
+        store = cls(reader, writer, BlobStore(settings.blob_dir), url=url,
+                    group_commit_max=settings.store.group_commit_max)
+        try:
+            await store.ping()
+            if check_schema:
+                await schema.check(reader, store.display_url)
+            store.blobs.ensure_root()
+        except BaseException:
+            await store.close()
+            raise
+        return store
+
+    async def ping(self) -> None:
+        try:
+            async with self.engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+        except (OperationalError, DBAPIError, OSError) as exc:
+            raise StoreUnavailable(f"database {self.display_url} unreachable: {_short(exc)}") from None
+
+    async def upgrade(self) -> tuple[set[str], set[str]]:
+        return await schema.upgrade(self.write_engine)
+
+    async def close(self) -> None:
+        await self.messages.stop()
+        await self.engine.dispose()
+        if self.write_engine is not self.engine:
+            await self.write_engine.dispose()
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncSession]:
+        """A read-only session (never blocks writers)."""
+        async with self.sessionmaker() as session:
+            yield session
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[AsyncSession]:
+        """A write transaction, committed on success and rolled back on error."""
+        async with self.write_sessionmaker() as session, session.begin():
+            yield session
+
+
+def _ensure_sqlite_parent(url: str) -> None:
+    from pathlib import Path
+
+    database = make_url(url).database
+    if database and database != ":memory:":
+        try:
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreUnavailable(f"{database}: cannot create its folder: {exc.strerror}") from None
+
+
+def _short(exc: BaseException) -> str:
+    orig = getattr(exc, "orig", None) or exc
+    return str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__

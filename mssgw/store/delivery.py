@@ -1,0 +1,226 @@
+"""Delivering messages into folders, and the few message operations the store owns.
+
+A delivery writes the blob first (fsynced, once for every recipient), then
+in one transaction records the blob row, allocates a UID and MODSEQ in each
+target folder, inserts one message row per folder and one queue row per
+remote recipient.  Either all of that commits or none of it is visible; the
+call returns only after the commit, so the caller may then answer ``250`` or
+``OK`` (SPEC STORE-2).
+"""
+
+from __future__ import annotations
+
+import email.parser
+import email.policy
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, BinaryIO
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from mssgw.errors import Conflict, NotFound
+from mssgw.store.blobs import BlobRef
+from mssgw.store.committer import GroupCommitter
+from mssgw.store.folders import INBOX, allocate, folder_by_name
+from mssgw.store.models import Blob, Flag, Folder, Mailbox, MailboxState, Message, QueueEntry, QueueState
+from mssgw.store.timeutil import now
+
+if TYPE_CHECKING:
+    from mssgw.store import Store
+
+
+@dataclass(frozen=True)
+class LocalTarget:
+    """A local mailbox to file the message in."""
+
+    address: str
+    folder: str = INBOX
+    flags: Flag = Flag(0)
+    keywords: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class RemoteTarget:
+    """A remote recipient to queue, with its DSN parameters as sent (RFC 3461 §4)."""
+
+    recipient: str
+    notify: str | None = None
+    orcpt: str | None = None
+
+
+@dataclass(frozen=True)
+class MessageMeta:
+    """What is cached with each message row (computed once, at delivery)."""
+
+    message_id: str | None = None
+    envelope: str | None = None
+    bodystructure: str | None = None
+    header_size: int | None = None
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """SMTP envelope data kept for the relay (RFC 3461 §4.3, §4.4)."""
+
+    sender: str = ""
+    envid: str | None = None
+    ret: str | None = None
+
+
+@dataclass(frozen=True)
+class StoredCopy:
+    address: str
+    folder_id: int
+    uid: int
+    modseq: int
+    uidvalidity: int
+
+
+@dataclass(frozen=True)
+class DeliveryResult:
+    blob: BlobRef
+    copies: list[StoredCopy] = field(default_factory=list)
+    queued: list[int] = field(default_factory=list)
+
+
+class Messages:
+    """Repository of stored messages."""
+
+    def __init__(self, store: Store, *, group_commit_max: int) -> None:
+        self.store = store
+        self.committer = GroupCommitter(store, group_commit_max)
+
+    async def stop(self) -> None:
+        await self.committer.stop()
+
+    async def deliver(
+        self,
+        data: bytes | BinaryIO,
+        local: Sequence[LocalTarget] = (),
+        remote: Sequence[RemoteTarget] = (),
+        *,
+        envelope: Envelope = Envelope(),
+        internaldate: datetime | None = None,
+        meta: MessageMeta | None = None,
+    ) -> DeliveryResult:
+        """Store ``data`` for every target; return once it is all durable."""
+        if not local and not remote:
+            raise Conflict("a delivery needs at least one recipient")
+        blob = await self.store.blobs.put(data)
+        if meta is None:
+            meta = header_meta(self.store.blobs.path(blob.id).open("rb"))
+        when = internaldate or now()
+
+        async def work(s: AsyncSession) -> DeliveryResult:
+            await _insert_blob(s, blob)
+            copies = [await _file(s, blob, target, when, meta) for target in local]
+            queued = [await _queue(s, blob, envelope, target) for target in remote]
+            return DeliveryResult(blob, copies, queued)
+
+        return await self.committer.run(work)
+
+    async def uids(self, folder_id: int) -> list[int]:
+        async with self.store.read() as s:
+            rows = await s.scalars(select(Message.uid).where(Message.folder_id == folder_id).order_by(Message.uid))
+            return list(rows.all())
+
+    async def folder(self, address: str, name: str = INBOX) -> Folder:
+        async with self.store.read() as s:
+            mailbox = await s.scalar(select(Mailbox).where(Mailbox.address == address.lower()))
+            if mailbox is None:
+                raise NotFound(f"no mailbox {address}")
+            folder = await folder_by_name(s, mailbox.id, name)
+            if folder is None:
+                raise NotFound(f"no folder {name!r} in {address}")
+            return folder
+
+    async def expunge(self, folder_id: int, uids: Sequence[int]) -> int:
+        """Remove messages (RFC 3501 §6.4.3).  UIDNEXT is untouched: UIDs are never reused."""
+
+        async def work(s: AsyncSession) -> int:
+            result = await s.execute(
+                delete(Message).where(Message.folder_id == folder_id, Message.uid.in_(list(uids)))
+            )
+            removed = int(getattr(result, "rowcount", 0) or 0)
+            if removed:
+                await allocate(s, folder_id, 0)
+            return removed
+
+        return await self.committer.run(work)
+
+    async def set_flags(self, folder_id: int, uid: int, flags: Flag) -> int:
+        """Replace a message's system flags; return its new MODSEQ (RFC 7162 §3.2)."""
+
+        async def work(s: AsyncSession) -> int:
+            alloc = await allocate(s, folder_id, 0)
+            result = await s.execute(
+                update(Message)
+                .where(Message.folder_id == folder_id, Message.uid == uid)
+                .values(flags=int(flags), modseq=alloc.modseq)
+            )
+            if not getattr(result, "rowcount", 0):
+                raise NotFound(f"no message with UID {uid}")
+            return alloc.modseq
+
+        return await self.committer.run(work)
+
+
+async def _insert_blob(s: AsyncSession, blob: BlobRef) -> None:
+    """Insert the blob row unless it exists (identical bytes delivered before)."""
+    values = {"id": blob.id, "size": blob.size, "created_at": now()}
+    dialect = s.bind.dialect.name
+    if dialect == "postgresql":
+        stmt = postgresql.insert(Blob).values(values).on_conflict_do_nothing(index_elements=["id"])
+    else:
+        stmt = sqlite.insert(Blob).values(values).on_conflict_do_nothing(index_elements=["id"])
+    await s.execute(stmt)
+
+
+async def _file(s: AsyncSession, blob: BlobRef, target: LocalTarget, when: datetime, meta: MessageMeta) -> StoredCopy:
+    address = target.address.lower()
+    mailbox = await s.scalar(select(Mailbox).where(Mailbox.address == address))
+    if mailbox is None:
+        raise NotFound(f"no mailbox {address}")
+    if mailbox.state != MailboxState.ACTIVE.value:
+        raise Conflict(f"mailbox {address} is {mailbox.state}")
+    folder = await folder_by_name(s, mailbox.id, target.folder)
+    if folder is None:
+        raise NotFound(f"no folder {target.folder!r} in {address}")
+    alloc = await allocate(s, folder.id)
+    s.add(
+        Message(
+            folder_id=folder.id, uid=alloc.uid, modseq=alloc.modseq, flags=int(target.flags),
+            keywords=" ".join(target.keywords), internaldate=when, size=blob.size, blob_id=blob.id,
+            message_id=meta.message_id, envelope=meta.envelope, bodystructure=meta.bodystructure,
+            header_size=meta.header_size,
+        )
+    )
+    return StoredCopy(address, folder.id, alloc.uid, alloc.modseq, folder.uidvalidity)
+
+
+async def _queue(s: AsyncSession, blob: BlobRef, envelope: Envelope, target: RemoteTarget) -> int:
+    stamp = now()
+    entry = QueueEntry(
+        blob_id=blob.id, sender=envelope.sender, recipient=target.recipient, envid=envelope.envid,
+        ret=envelope.ret, notify=target.notify, orcpt=target.orcpt, state=QueueState.QUEUED.value,
+        attempts=0, next_attempt_at=stamp, created_at=stamp, updated_at=stamp,
+    )
+    s.add(entry)
+    await s.flush()
+    return entry.id
+
+
+def header_meta(f: BinaryIO) -> MessageMeta:
+    """Message-ID and header size from the header block only (never the body)."""
+    with f:
+        head = bytearray()
+        while line := f.readline(65536):
+            head += line
+            if line in (b"\r\n", b"\n") or len(head) > 1 << 20:
+                break
+    parsed = email.parser.BytesHeaderParser(policy=email.policy.compat32).parsebytes(bytes(head))
+    message_id = parsed.get("Message-ID")
+    return MessageMeta(message_id=str(message_id).strip() if message_id else None, header_size=len(head))

@@ -1,0 +1,68 @@
+"""Finding and removing orphan blobs.
+
+A blob file is written before the transaction that references it; if that
+transaction fails, or a crash comes in between, the file is left without a
+row.  Conversely rows may outlive their last reference after expunges.  The
+collector removes blobs no message and no pending queue row references,
+sparing anything younger than a grace period (a delivery may be between its
+fsync and its commit right now).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+from sqlalchemy import delete, select, union
+
+from mssgw.store.models import Blob, Message, QueueEntry, QueueState
+from mssgw.store.timeutil import now
+
+if TYPE_CHECKING:
+    from mssgw.store import Store
+
+
+@dataclass
+class GcReport:
+    orphan_files: list[str] = field(default_factory=list)
+    orphan_rows: list[str] = field(default_factory=list)
+    stale_temp: int = 0
+    missing_files: list[str] = field(default_factory=list)
+    bytes_freed: int = 0
+
+
+async def collect(store: Store, *, grace: timedelta = timedelta(hours=1), dry_run: bool = False) -> GcReport:
+    report = GcReport()
+    cutoff = time.time() - grace.total_seconds()
+    referenced = union(
+        select(Message.blob_id),
+        select(QueueEntry.blob_id).where(QueueEntry.state.in_([QueueState.QUEUED.value, QueueState.HELD.value])),
+    )
+    async with store.read() as s:
+        used = set((await s.scalars(select(referenced.subquery().c[0]))).all())
+        rows = {b.id: b for b in (await s.scalars(select(Blob))).all()}
+    for blob_id, mtime in store.blobs.iter_ids():
+        if blob_id not in used and mtime < cutoff:
+            report.orphan_files.append(blob_id)
+    row_cutoff = now() - grace
+    report.orphan_rows = sorted(b for b, row in rows.items() if b not in used and row.created_at < row_cutoff)
+    report.missing_files = sorted(b for b in used if not store.blobs.exists(b))
+    temps = [p for p, mtime in store.blobs.iter_temp() if mtime < cutoff]
+    report.stale_temp = len(temps)
+    if dry_run:
+        return report
+    if report.orphan_rows:
+        async with store.write() as s:
+            # Re-check references in the same statement: a delivery may have taken one since.
+            await s.execute(
+                delete(Blob).where(Blob.id.in_(report.orphan_rows), Blob.id.not_in(referenced))
+            )
+    for blob_id in report.orphan_files:
+        path = store.blobs.path(blob_id)
+        report.bytes_freed += path.stat().st_size
+        store.blobs.remove(blob_id)
+    for path in temps:
+        path.unlink(missing_ok=True)
+    return report

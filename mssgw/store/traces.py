@@ -1,0 +1,65 @@
+"""Traces (SPEC TRACE-1): who did what, when, with which result.  Never content.
+
+Writes go through the group committer, so a burst of SMTP transactions costs
+one commit, not one per trace.  Retention is enforced by ``purge``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Literal
+
+from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from mssgw.store.models import Trace
+from mssgw.store.timeutil import now
+
+if TYPE_CHECKING:
+    from mssgw.store import Store
+
+Category = Literal["transport", "client", "admin"]
+
+
+@dataclass(frozen=True)
+class TraceRecord:
+    category: Category
+    action: str
+    result: str
+    actor: str | None = None
+    peer_ip: str | None = None
+    tls: str | None = None
+    sender: str | None = None
+    recipients: str | None = None
+    message_id: str | None = None
+    size: int | None = None
+    code: str | None = None
+    reason: str | None = None
+
+
+class Traces:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    async def add(self, record: TraceRecord, *, at: datetime | None = None) -> None:
+        stamp = at or now()
+
+        async def work(s: AsyncSession) -> None:
+            s.add(Trace(at=stamp, **asdict(record)))
+
+        await self.store.messages.committer.run(work)
+
+    async def recent(self, limit: int = 100, *, category: Category | None = None) -> Sequence[Trace]:
+        query = select(Trace).order_by(Trace.id.desc()).limit(limit)
+        if category:
+            query = query.where(Trace.category == category)
+        async with self.store.read() as s:
+            return (await s.scalars(query)).all()
+
+    async def purge(self, category: Category, keep: timedelta, *, at: datetime | None = None) -> int:
+        cutoff = (at or now()) - keep
+        async with self.store.write() as s:
+            result = await s.execute(delete(Trace).where(Trace.category == category, Trace.at < cutoff))
+            return int(getattr(result, "rowcount", 0) or 0)

@@ -1,0 +1,1 @@
+"""HTTP edge: health, metrics and mail client autoconfiguration."""
