@@ -99,7 +99,7 @@ class App:
                 "uptime_seconds": int(time.time() - self.started_at)}
 
     async def metrics(self) -> str:
-        committer = self.store.messages.committer
+        committer = self.store.committer
         lines = [
             "# HELP mssgw_up 1 when the daemon runs.", "# TYPE mssgw_up gauge", "mssgw_up 1",
             "# TYPE mssgw_store_commit_batches_total counter",

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import NamedTuple, Protocol
+from itertools import islice
+from typing import NamedTuple, Protocol, TypeVar
 
 from mssgw.directory.entry import DirectoryEntry, Scope
 from mssgw.errors import MssgwError
+
+T = TypeVar("T")
 
 #: How many invalid lines a report keeps in detail (all are counted).
 MAX_INVALID_DETAILS = 200
@@ -71,6 +74,13 @@ class IndexItem(NamedTuple):
 
 
 Progress = Callable[[int], None]
+
+
+def chunks(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    """Consecutive lists of at most ``size`` items (batches for writes)."""
+    it = iter(items)
+    while chunk := list(islice(it, size)):
+        yield chunk
 
 
 class Replica(Protocol):

@@ -13,9 +13,9 @@ import io
 import re
 import unicodedata
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Final
+from typing import BinaryIO, Final, cast
 
 from mssgw.directory.base import DirectoryError, ScanStats
 from mssgw.directory.entry import BAL_TYPES, DirectoryEntry, Scope, is_valid_address
@@ -59,6 +59,7 @@ COLUMNS: Final[tuple[str, ...]] = (
 NCOLS: Final = len(COLUMNS)
 _DEMAT_INDEX: Final = 17
 _NAME_RE: Final = re.compile(r"Extraction_Correspondance_MSSante_\d{12}\.txt$")
+_ENTRY: Final[Callable[..., DirectoryEntry]] = DirectoryEntry  # positional, column order
 _TRUE: Final = frozenset({"true", "vrai", "o", "oui", "1"})
 _FALSE: Final = frozenset({"false", "faux", "n", "non", "0", ""})
 
@@ -105,11 +106,7 @@ def parse_line(line: str) -> DirectoryEntry | str:
     if demat not in _TRUE and demat not in _FALSE:
         return f"invalid Dématérialisation value {cols[_DEMAT_INDEX][:10]!r}"
     cols[0], cols[1] = bal_type, address
-    return DirectoryEntry(
-        *cols[:_DEMAT_INDEX],  # type: ignore[arg-type]
-        demat in _TRUE,  # type: ignore[arg-type]
-        *cols[_DEMAT_INDEX + 1 :],
-    )
+    return _ENTRY(*cols[:_DEMAT_INDEX], demat in _TRUE, *cols[_DEMAT_INDEX + 1 :])
 
 
 class ExtractionSource:
@@ -149,7 +146,9 @@ class ExtractionSource:
                 raw = _open_member(zipfile.ZipFile(self.path))
         except OSError as exc:
             raise DirectoryError(f"{self.path}: cannot read: {exc.strerror}") from None
-        return io.TextIOWrapper(raw, encoding="utf-8", errors="replace", newline=None)
+        return io.TextIOWrapper(
+            cast(BinaryIO, raw), encoding="utf-8", errors="replace", newline=None
+        )
 
 
 def _open_member(archive: zipfile.ZipFile) -> io.BufferedIOBase:

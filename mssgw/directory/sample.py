@@ -51,12 +51,12 @@ def row(i: int, seed: int = 0, version: int = 0) -> str:
                 f"81{i:010d}", "", "", "", rnd.choice(("M", "MME", "DR", "")),
                 last.upper(), first, "C", "Civil", code, prof, sf_code, sf]
     else:
-        org = rnd.choice(ORGS)
         cols = ["ORG", f"secretariat.{i}@{rnd.choice(DOMAINS[3:])}", "", "", "", "1",
                 f"{rnd.randrange(10**8):09d}", rnd.choice(SERVICES), "", "", "", "", "", "",
                 "", "", ""]
     cols.append(rnd.choice(("True", "False")))
-    cols += [rnd.choice(ORGS) if cols[0] == "ORG" or rnd.random() < 0.3 else "", ""]
+    org = rnd.choice(ORGS) if cols[0] == "ORG" or rnd.random() < 0.3 else ""
+    cols += [org, rnd.choice(("", "", "", org.split(" ")[0]))]
     cols += ["", rnd.choice(("", "BP 12")), str(rnd.randrange(1, 200)), "",
              rnd.choice(("rue", "avenue", "bd")), rnd.choice(STREETS), "",
              f"{rnd.randrange(1000, 95999):05d} VILLE", f"{rnd.randrange(1000, 95999):05d}",
@@ -73,7 +73,7 @@ def lines(indices: Iterable[int], seed: int = 0, changed: frozenset[int] = froze
     repeat: list[int] = []
     for i in indices:
         yield row(i, seed, 1 if i in changed else 0)
-        if len(repeat) < duplicates and i % 97 == 5:
+        if len(repeat) < duplicates and i % 13 == 5:
             repeat.append(i)
     for i in repeat:
         yield row(i, seed, 2)

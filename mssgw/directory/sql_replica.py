@@ -9,31 +9,24 @@ Writes are batched (``executemany``) inside that transaction.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from datetime import UTC, datetime
-from itertools import islice
 from operator import attrgetter
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import Table, delete, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from mssgw.directory.base import IndexItem, Progress
+from mssgw.directory.base import IndexItem, Progress, chunks
 from mssgw.directory.entry import CONTENT_FIELDS, DirectoryEntry, entry_from_mapping
 from mssgw.directory.sql_models import DirectoryEntryRow, DirectorySyncRun
 from mssgw.directory.sync import SyncReport
 
-ENTRIES = DirectoryEntryRow.__table__
-RUNS = DirectorySyncRun.__table__
+ENTRIES = cast(Table, DirectoryEntryRow.__table__)
+RUNS = cast(Table, DirectorySyncRun.__table__)
 _CONTENT = attrgetter(*CONTENT_FIELDS)
 _BOOLS = frozenset({"dematerialisation", "liste_rouge"})
 _DELETE_CHUNK = 500
-
-
-def _chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
-    it = iter(items)
-    while chunk := list(islice(it, size)):
-        yield chunk
 
 
 def entry_to_row(entry: DirectoryEntry, scope: str, now: datetime) -> dict[str, Any]:
@@ -57,9 +50,18 @@ class SqlReplica:
 
     kind = "sql"
 
-    def __init__(self, engine: AsyncEngine, batch_size: int = 2000) -> None:
+    def __init__(
+        self, engine: AsyncEngine, write_engine: AsyncEngine | None = None, batch_size: int = 2000
+    ) -> None:
         self.engine = engine
+        #: On SQLite the store has a separate single-writer engine (BEGIN IMMEDIATE).
+        self.write_engine = write_engine or engine
         self.batch_size = batch_size
+
+    @classmethod
+    def from_store(cls, store: Any, batch_size: int = 2000) -> SqlReplica:
+        """The replica in the gateway's store (``mssgw.store.Store``)."""
+        return cls(store.engine, getattr(store, "write_engine", None), batch_size)
 
     async def load_index(self) -> dict[str, IndexItem]:
         query = select(ENTRIES.c.address, ENTRIES.c.content_hash, ENTRIES.c.source,
@@ -75,11 +77,11 @@ class SqlReplica:
         progress: Progress,
     ) -> None:
         now = datetime.now(UTC)
-        async with self.engine.begin() as conn:
-            for chunk in _chunks(sorted(removed), _DELETE_CHUNK):
+        async with self.write_engine.begin() as conn:
+            for chunk in chunks(sorted(removed), _DELETE_CHUNK):
                 await conn.execute(delete(ENTRIES).where(ENTRIES.c.address.in_(chunk)))
                 progress(len(chunk))
-            for batch in _chunks(written, self.batch_size):
+            for batch in chunks(written, self.batch_size):
                 await self._write_batch(conn, batch, now)
                 progress(len(batch))
 
@@ -88,7 +90,7 @@ class SqlReplica:
     ) -> None:
         """Replace the rows of a batch: delete the old versions, insert the new."""
         addresses = [entry.address for entry, _ in batch]
-        for chunk in _chunks(addresses, _DELETE_CHUNK):
+        for chunk in chunks(addresses, _DELETE_CHUNK):
             await conn.execute(delete(ENTRIES).where(ENTRIES.c.address.in_(chunk)))
         await conn.execute(insert(ENTRIES), [entry_to_row(e, s, now) for e, s in batch])
 
@@ -97,6 +99,12 @@ class SqlReplica:
             result = await conn.execute(select(ENTRIES).where(ENTRIES.c.address == address))
             row = result.first()
         return None if row is None else row_to_entry(row)
+
+    async def local_entries(self) -> list[DirectoryEntry]:
+        """Our own mailboxes as the replica holds them (what DIR-4 publishes)."""
+        query = select(ENTRIES).where(ENTRIES.c.source == "local").order_by(ENTRIES.c.address)
+        async with self.engine.connect() as conn:
+            return [row_to_entry(r) for r in await conn.execute(query)]
 
     async def counts(self) -> dict[str, int]:
         """Rows per ``source/bal_type`` (e.g. ``national/PER``) and the total."""

@@ -196,6 +196,8 @@ async def run_sync(
     plan = compute_plan(old, new, source.scope, source.complete, source.owners())
     del old
     _fill(report, stats, plan)
+    if source.scope == "local":  # our own list is authoritative: no removal guard
+        guards = Guards(1.0, guards.max_invalid_share)
     refusal = check_guards(plan, stats, guards)
     if refusal is not None or dry_run:
         report.status, report.reason = ("refused", refusal) if refusal else ("dry-run", "")

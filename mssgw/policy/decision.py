@@ -35,7 +35,9 @@ class Decision:
         expected = _CLASS[self.kind]
         match = _ENHANCED_RE.match(self.enhanced)
         if not (200 <= self.smtp_code <= 599) or str(self.smtp_code)[0] != expected:
-            raise ValueError(f"{self.kind} decision needs a {expected}xx code, got {self.smtp_code}")
+            raise ValueError(
+                f"{self.kind} decision needs a {expected}xx code, got {self.smtp_code}"
+            )
         if match is None or match.group(1) != expected:
             raise ValueError(
                 f"{self.kind} decision needs an enhanced code {expected}.x.y, got {self.enhanced!r}"

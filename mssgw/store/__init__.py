@@ -21,7 +21,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from mssgw.errors import StoreUnavailable
 from mssgw.store import schema
 from mssgw.store.blobs import BlobStore
-from mssgw.store.db import create_engines, is_sqlite
+from mssgw.store.committer import GroupCommitter
+from mssgw.store.db import create_engines, create_sync_sqlite_writer, is_sqlite
 
 if TYPE_CHECKING:
     from mssgw.config import Settings
@@ -36,7 +37,8 @@ class Store:
     """Facade over the database and blob folder.  Open with ``await Store.open(settings)``."""
 
     def __init__(
-        self, reader: AsyncEngine, writer: AsyncEngine, blobs: BlobStore, *, url: str, group_commit_max: int
+        self, reader: AsyncEngine, writer: AsyncEngine, blobs: BlobStore, *, url: str,
+        group_commit_max: int = 64, busy_timeout_ms: int = 5000,
     ) -> None:
         from mssgw.store.credentials import Credentials
         from mssgw.store.delivery import Messages
@@ -50,9 +52,15 @@ class Store:
         self.blobs = blobs
         self.sessionmaker = async_sessionmaker(reader, expire_on_commit=False)
         self.write_sessionmaker = async_sessionmaker(writer, expire_on_commit=False)
+        if is_sqlite(url):
+            self.committer = GroupCommitter(
+                max_batch=group_commit_max, sync_engine=create_sync_sqlite_writer(url, busy_timeout_ms=busy_timeout_ms)
+            )
+        else:
+            self.committer = GroupCommitter(max_batch=group_commit_max, async_engine=writer)
         self.mailboxes: Mailboxes = Mailboxes(self)
         self.credentials: Credentials = Credentials(self)
-        self.messages: Messages = Messages(self, group_commit_max=group_commit_max)
+        self.messages: Messages = Messages(self)
         self.queue: Queue = Queue(self)
         self.traces: Traces = Traces(self)
 
@@ -74,7 +82,8 @@ class Store:
             url, busy_timeout_ms=settings.store.busy_timeout_ms, pool_size=settings.store.pool_size
         )
         store = cls(reader, writer, BlobStore(settings.blob_dir), url=url,
-                    group_commit_max=settings.store.group_commit_max)
+                    group_commit_max=settings.store.group_commit_max,
+                    busy_timeout_ms=settings.store.busy_timeout_ms)
         try:
             await store.ping()
             if check_schema:
@@ -96,7 +105,7 @@ class Store:
         return await schema.upgrade(self.write_engine)
 
     async def close(self) -> None:
-        await self.messages.stop()
+        await self.committer.stop()
         await self.engine.dispose()
         if self.write_engine is not self.engine:
             await self.write_engine.dispose()

@@ -51,7 +51,13 @@ class BlobStore:
         """Store bytes (or a readable binary file) durably; return its reference."""
         return await asyncio.to_thread(self.put_sync, data)
 
-    def put_sync(self, data: bytes | BinaryIO) -> BlobRef:
+    def put_sync(self, data: bytes | BinaryIO, *, sync_dir: bool = True) -> BlobRef:
+        """Write, fsync, rename into place.
+
+        With ``sync_dir=False`` the caller takes on fsyncing ``path(id).parent``
+        before relying on the file (the group committer does it once for a
+        whole batch).
+        """
         chunks: Iterable[bytes] = [data] if isinstance(data, bytes) else _read_chunks(data)
         tmp_dir = self.root / "tmp"
         tmp_dir.mkdir(parents=True, exist_ok=True)
@@ -67,7 +73,8 @@ class BlobStore:
                 return BlobRef(blob_id, size)
             final.parent.mkdir(exist_ok=True)
             os.rename(tmp_name, final)
-            _fsync_dir(final.parent)
+            if sync_dir:
+                _fsync_dir(final.parent)
             return BlobRef(blob_id, size)
         except OSError as exc:
             _unlink_quietly(tmp_name)

@@ -1,12 +1,19 @@
 """Group commit: many small write transactions folded into one.
 
-Every accepted message costs a database commit, and a durable commit costs
-an fsync (SQLite WAL with ``synchronous=FULL``, PostgreSQL's WAL flush).
-When several deliveries arrive at once, running them in one transaction
-pays that fsync once.  Each unit of work runs inside its own SAVEPOINT, so
-one that fails is rolled back alone and the others still commit; callers are
-answered only after the shared COMMIT returned, so "done" still means
-"durable" (SPEC STORE-2).
+Every accepted message costs durable writes: the message file, the folder
+entry that names it, the database commit.  When several deliveries arrive at
+once, running them in one transaction pays each of those syncs once for the
+whole group: the folders of the new files are fsynced together, then one
+COMMIT fsyncs the database log once.
+
+Units are plain synchronous functions over a SQLAlchemy ``Connection`` (Core
+statements).  On SQLite a whole batch runs in one hop to a dedicated thread
+on the ``sqlite3`` driver; on PostgreSQL it runs through asyncpg.  Units of a
+batch run optimistically in one transaction; if one raises, the transaction
+is rolled back and every unit of the batch is run again alone, so a failing
+unit fails by itself and the others still commit (units must therefore only
+touch the database).  Callers are answered only after the COMMIT returned,
+so "done" still means "durable" (SPEC STORE-2).
 """
 
 from __future__ import annotations
@@ -14,38 +21,67 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+import os
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import Connection, Engine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from mssgw.errors import StoreError
 
-if TYPE_CHECKING:
-    from mssgw.store import Store
-
 T = TypeVar("T")
-Work = Callable[[AsyncSession], Awaitable[Any]]
+Work = Callable[[Connection], Any]
 log = logging.getLogger(__name__)
 
 
-class GroupCommitter:
-    """Runs units of work in shared transactions, at most ``max_batch`` at a time."""
+@dataclass
+class _Unit:
+    work: Work
+    future: asyncio.Future[Any]
+    sync_dirs: frozenset[Path]
 
-    def __init__(self, store: Store, max_batch: int) -> None:
-        self.store = store
+
+class _UnitFailed(Exception):
+    """Internal: one unit raised, so the shared transaction must be abandoned."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+class GroupCommitter:
+    """Runs units of work in shared transactions, at most ``max_batch`` at a time.
+
+    Give it either ``sync_engine`` (SQLite: used from one private thread) or
+    ``async_engine`` (PostgreSQL).
+    """
+
+    def __init__(self, *, max_batch: int, sync_engine: Engine | None = None,
+                 async_engine: AsyncEngine | None = None) -> None:
+        if (sync_engine is None) == (async_engine is None):
+            raise ValueError("give exactly one of sync_engine and async_engine")
         self.max_batch = max_batch
-        self._pending: list[tuple[Work, asyncio.Future[Any]]] = []
+        self.sync_engine = sync_engine
+        self.async_engine = async_engine
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="mssgw-commit") if sync_engine else None
+        self._pending: list[_Unit] = []
         self._wakeup: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
         self.batches = 0
         self.units = 0
 
-    async def run(self, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
-        """Run ``work`` in a committed transaction; return its result once durable."""
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[T] = loop.create_future()
-        self._pending.append((work, future))
+    async def run(self, work: Callable[[Connection], T], *, sync_dirs: Iterable[Path] = ()) -> T:
+        """Run ``work`` in a committed transaction; return its result once durable.
+
+        ``sync_dirs`` are folders whose entries (renamed files) must be made
+        durable before the commit that references them.
+        """
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._pending.append(_Unit(work, future, frozenset(sync_dirs)))
         self._ensure_task()
         assert self._wakeup is not None
         self._wakeup.set()
@@ -57,10 +93,14 @@ class GroupCommitter:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        for _, future in self._pending:
-            if not future.done():
-                future.set_exception(StoreError("store closed before the change was committed"))
+        for unit in self._pending:
+            _settle(unit.future, error=StoreError("store closed before the change was committed"))
         self._pending.clear()
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = ThreadPoolExecutor(1, thread_name_prefix="mssgw-commit")
+        if self.sync_engine is not None:
+            self.sync_engine.dispose()
 
     def _ensure_task(self) -> None:
         if self._task is None or self._task.done():
@@ -75,38 +115,78 @@ class GroupCommitter:
             while self._pending:
                 batch = self._pending[: self.max_batch]
                 del self._pending[: self.max_batch]
-                await self._commit(batch)
+                if not await self._commit(batch):
+                    for unit in batch:
+                        await self._commit([unit])
 
-    async def _commit(self, batch: list[tuple[Work, asyncio.Future[Any]]]) -> None:
-        outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
+    async def _commit(self, batch: list[_Unit]) -> bool:
+        """Commit ``batch`` in one transaction.  False: a unit failed, retry each alone."""
         try:
-            async with self.store.write() as session:
-                for work, future in batch:
-                    outcomes.append((future, *await _one(session, work)))
-        except Exception as exc:  # the COMMIT itself failed: nothing of the batch is visible
+            dirs = frozenset().union(*(u.sync_dirs for u in batch))
+            results = await self._transaction([u.work for u in batch], dirs)
+        except _UnitFailed as failed:
+            if len(batch) > 1:
+                return False
+            _settle(batch[0].future, error=failed.error)
+            return True
+        except Exception as exc:  # COMMIT (or an fsync) failed: nothing of the batch is visible
             log.error("store commit failed for %d change(s): %s", len(batch), type(exc).__name__)
             failure = exc if isinstance(exc, StoreError) else StoreError(f"commit failed: {_brief(exc)}")
-            for _, future in batch:
-                if not future.done():
-                    future.set_exception(failure)
-            return
+            for unit in batch:
+                _settle(unit.future, error=failure)
+            return True
         self.batches += 1
         self.units += len(batch)
-        for future, result, error in outcomes:
-            if future.done():
-                continue
-            if error is not None:
-                future.set_exception(error)
-            else:
-                future.set_result(result)
+        for unit, result in zip(batch, results, strict=True):
+            _settle(unit.future, result=result)
+        return True
+
+    async def _transaction(self, works: list[Work], dirs: frozenset[Path]) -> list[Any]:
+        """fsync ``dirs``, then run ``works`` in one transaction (one thread hop on SQLite)."""
+        if self.sync_engine is not None:
+            engine = self.sync_engine
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self._executor, _run_all_sync, engine, works, dirs)
+        assert self.async_engine is not None
+        if dirs:
+            await asyncio.to_thread(fsync_dirs, dirs)
+        async with self.async_engine.begin() as conn:
+            return await conn.run_sync(_run_all, works)
 
 
-async def _one(session: AsyncSession, work: Work) -> tuple[Any, BaseException | None]:
-    try:
-        async with session.begin_nested():
-            return await work(session), None
-    except Exception as exc:
-        return None, exc
+def _run_all(conn: Connection, works: list[Work]) -> list[Any]:
+    results = []
+    for work in works:
+        try:
+            results.append(work(conn))
+        except Exception as exc:
+            raise _UnitFailed(exc) from exc
+    return results
+
+
+def _run_all_sync(engine: Engine, works: list[Work], dirs: frozenset[Path]) -> list[Any]:
+    fsync_dirs(dirs)
+    with engine.begin() as conn:
+        return _run_all(conn, works)
+
+
+def fsync_dirs(dirs: Iterable[Path]) -> None:
+    """Make renames into ``dirs`` durable (POSIX: fsync the directory)."""
+    for path in sorted(dirs):
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _settle(future: asyncio.Future[Any], *, result: Any = None, error: BaseException | None = None) -> None:
+    if future.done():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
 
 
 def _brief(exc: BaseException) -> str:

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import SingletonThreadPool
 
 from mssgw.errors import ConfigError
 
@@ -47,10 +48,23 @@ def create_engines(url: str, *, busy_timeout_ms: int, pool_size: int) -> tuple[A
     return reader, writer
 
 
-def _sqlite_setup(engine: AsyncEngine, busy_timeout_ms: int, *, begin: str) -> None:
-    """Pragmas for durability and concurrency (SPEC STORE-2)."""
+def create_sync_sqlite_writer(url: str, *, busy_timeout_ms: int) -> Engine:
+    """A synchronous SQLite engine for the group committer's own thread.
 
-    @event.listens_for(engine.sync_engine, "connect")
+    With aiosqlite every statement is a hop to its worker thread and back to
+    the event loop; the committer instead runs a whole batch in one hop, on
+    the plain ``sqlite3`` driver.
+    """
+    engine = create_engine(str(make_url(url).set(drivername="sqlite+pysqlite")), poolclass=SingletonThreadPool)
+    _sqlite_setup(engine, busy_timeout_ms, begin="BEGIN IMMEDIATE")
+    return engine
+
+
+def _sqlite_setup(engine: AsyncEngine | Engine, busy_timeout_ms: int, *, begin: str) -> None:
+    """Pragmas for durability and concurrency (SPEC STORE-2)."""
+    sync_engine = engine.sync_engine if isinstance(engine, AsyncEngine) else engine
+
+    @event.listens_for(sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Let us issue BEGIN ourselves (pysqlite's implicit transactions are broken).
         dbapi_connection.isolation_level = None
@@ -62,6 +76,6 @@ def _sqlite_setup(engine: AsyncEngine, busy_timeout_ms: int, *, begin: str) -> N
         cursor.execute("PRAGMA foreign_keys = ON")
         cursor.close()
 
-    @event.listens_for(engine.sync_engine, "begin")
+    @event.listens_for(sync_engine, "begin")
     def _on_begin(conn: Any) -> None:
         conn.exec_driver_sql(begin)

@@ -10,7 +10,9 @@ call returns only after the commit, so the caller may then answer ``250`` or
 
 from __future__ import annotations
 
+import asyncio
 import email.parser
+import io
 import email.policy
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -19,11 +21,10 @@ from typing import TYPE_CHECKING, BinaryIO
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import Connection
 
 from mssgw.errors import Conflict, NotFound
 from mssgw.store.blobs import BlobRef
-from mssgw.store.committer import GroupCommitter
 from mssgw.store.folders import INBOX, allocate, folder_by_name
 from mssgw.store.models import Blob, Flag, Folder, Mailbox, MailboxState, Message, QueueEntry, QueueState
 from mssgw.store.timeutil import now
@@ -89,12 +90,8 @@ class DeliveryResult:
 class Messages:
     """Repository of stored messages."""
 
-    def __init__(self, store: Store, *, group_commit_max: int) -> None:
+    def __init__(self, store: Store) -> None:
         self.store = store
-        self.committer = GroupCommitter(store, group_commit_max)
-
-    async def stop(self) -> None:
-        await self.committer.stop()
 
     async def deliver(
         self,
@@ -109,18 +106,25 @@ class Messages:
         """Store ``data`` for every target; return once it is all durable."""
         if not local and not remote:
             raise Conflict("a delivery needs at least one recipient")
-        blob = await self.store.blobs.put(data)
-        if meta is None:
-            meta = header_meta(self.store.blobs.path(blob.id).open("rb"))
+        blob, meta = await asyncio.to_thread(self._write_blob, data, meta)
         when = internaldate or now()
+        assert meta is not None
 
-        async def work(s: AsyncSession) -> DeliveryResult:
-            await _insert_blob(s, blob)
-            copies = [await _file(s, blob, target, when, meta) for target in local]
-            queued = [await _queue(s, blob, envelope, target) for target in remote]
+        def work(conn: Connection) -> DeliveryResult:
+            _insert_blob(conn, blob)
+            copies = [_file(conn, blob, target, when, meta) for target in local]
+            queued = [_queue(conn, blob, envelope, target) for target in remote]
             return DeliveryResult(blob, copies, queued)
 
-        return await self.committer.run(work)
+        folder = self.store.blobs.path(blob.id).parent
+        return await self.store.committer.run(work, sync_dirs=[folder])
+
+    def _write_blob(self, data: bytes | BinaryIO, meta: MessageMeta | None) -> tuple[BlobRef, MessageMeta]:
+        """In a worker thread: the file (fsynced; its folder is synced with the batch) and its metadata."""
+        blob = self.store.blobs.put_sync(data, sync_dir=False)
+        if meta is None:
+            meta = header_meta(io.BytesIO(data) if isinstance(data, bytes) else self.store.blobs.open(blob.id))
+        return blob, meta
 
     async def uids(self, folder_id: int) -> list[int]:
         async with self.store.read() as s:
@@ -140,77 +144,89 @@ class Messages:
     async def expunge(self, folder_id: int, uids: Sequence[int]) -> int:
         """Remove messages (RFC 3501 §6.4.3).  UIDNEXT is untouched: UIDs are never reused."""
 
-        async def work(s: AsyncSession) -> int:
-            result = await s.execute(
-                delete(Message).where(Message.folder_id == folder_id, Message.uid.in_(list(uids)))
+        def work(conn: Connection) -> int:
+            result = conn.execute(
+                delete(_MESSAGES).where(_MESSAGES.c.folder_id == folder_id, _MESSAGES.c.uid.in_(list(uids)))
             )
-            removed = int(getattr(result, "rowcount", 0) or 0)
-            if removed:
-                await allocate(s, folder_id, 0)
-            return removed
+            if result.rowcount:
+                allocate(conn, folder_id, 0)
+            return int(result.rowcount)
 
-        return await self.committer.run(work)
+        return await self.store.committer.run(work)
 
     async def set_flags(self, folder_id: int, uid: int, flags: Flag) -> int:
         """Replace a message's system flags; return its new MODSEQ (RFC 7162 §3.2)."""
 
-        async def work(s: AsyncSession) -> int:
-            alloc = await allocate(s, folder_id, 0)
-            result = await s.execute(
-                update(Message)
-                .where(Message.folder_id == folder_id, Message.uid == uid)
+        def work(conn: Connection) -> int:
+            alloc = allocate(conn, folder_id, 0)
+            result = conn.execute(
+                update(_MESSAGES)
+                .where(_MESSAGES.c.folder_id == folder_id, _MESSAGES.c.uid == uid)
                 .values(flags=int(flags), modseq=alloc.modseq)
             )
-            if not getattr(result, "rowcount", 0):
+            if not result.rowcount:
                 raise NotFound(f"no message with UID {uid}")
             return alloc.modseq
 
-        return await self.committer.run(work)
+        return await self.store.committer.run(work)
 
 
-async def _insert_blob(s: AsyncSession, blob: BlobRef) -> None:
+# Core statements on the tables, not ORM: a delivery is on the hot path and the
+# ORM's unit of work (autoflush, identity map sync) costs more than the SQL.
+_BLOBS = Blob.__table__
+_MAILBOXES = Mailbox.__table__
+_FOLDERS = Folder.__table__
+_MESSAGES = Message.__table__
+_QUEUE = QueueEntry.__table__
+
+
+def _insert_blob(conn: Connection, blob: BlobRef) -> None:
     """Insert the blob row unless it exists (identical bytes delivered before)."""
     values = {"id": blob.id, "size": blob.size, "created_at": now()}
-    dialect = s.bind.dialect.name
-    if dialect == "postgresql":
-        stmt = postgresql.insert(Blob).values(values).on_conflict_do_nothing(index_elements=["id"])
-    else:
-        stmt = sqlite.insert(Blob).values(values).on_conflict_do_nothing(index_elements=["id"])
-    await s.execute(stmt)
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    conn.execute(dialect.insert(_BLOBS).values(values).on_conflict_do_nothing(index_elements=["id"]))
 
 
-async def _file(s: AsyncSession, blob: BlobRef, target: LocalTarget, when: datetime, meta: MessageMeta) -> StoredCopy:
+def _file(conn: Connection, blob: BlobRef, target: LocalTarget, when: datetime, meta: MessageMeta) -> StoredCopy:
     address = target.address.lower()
-    mailbox = await s.scalar(select(Mailbox).where(Mailbox.address == address))
-    if mailbox is None:
+    name = INBOX if target.folder.upper() == INBOX else target.folder
+    row = conn.execute(
+        select(_MAILBOXES.c.state, _FOLDERS.c.id, _FOLDERS.c.uidvalidity)
+        .select_from(_MAILBOXES)
+        .outerjoin(_FOLDERS, (_FOLDERS.c.mailbox_id == _MAILBOXES.c.id) & (_FOLDERS.c.name == name))
+        .where(_MAILBOXES.c.address == address)
+    ).one_or_none()
+    if row is None:
         raise NotFound(f"no mailbox {address}")
-    if mailbox.state != MailboxState.ACTIVE.value:
-        raise Conflict(f"mailbox {address} is {mailbox.state}")
-    folder = await folder_by_name(s, mailbox.id, target.folder)
-    if folder is None:
+    state, folder_id, uidvalidity = row
+    if state != MailboxState.ACTIVE.value:
+        raise Conflict(f"mailbox {address} is {state}")
+    if folder_id is None:
         raise NotFound(f"no folder {target.folder!r} in {address}")
-    alloc = await allocate(s, folder.id)
-    s.add(
-        Message(
-            folder_id=folder.id, uid=alloc.uid, modseq=alloc.modseq, flags=int(target.flags),
+    alloc = allocate(conn, folder_id)
+    conn.execute(
+        _MESSAGES.insert().values(
+            folder_id=folder_id, uid=alloc.uid, modseq=alloc.modseq, flags=int(target.flags),
             keywords=" ".join(target.keywords), internaldate=when, size=blob.size, blob_id=blob.id,
             message_id=meta.message_id, envelope=meta.envelope, bodystructure=meta.bodystructure,
             header_size=meta.header_size,
         )
     )
-    return StoredCopy(address, folder.id, alloc.uid, alloc.modseq, folder.uidvalidity)
+    return StoredCopy(address, folder_id, alloc.uid, alloc.modseq, uidvalidity)
 
 
-async def _queue(s: AsyncSession, blob: BlobRef, envelope: Envelope, target: RemoteTarget) -> int:
+def _queue(conn: Connection, blob: BlobRef, envelope: Envelope, target: RemoteTarget) -> int:
     stamp = now()
-    entry = QueueEntry(
-        blob_id=blob.id, sender=envelope.sender, recipient=target.recipient, envid=envelope.envid,
-        ret=envelope.ret, notify=target.notify, orcpt=target.orcpt, state=QueueState.QUEUED.value,
-        attempts=0, next_attempt_at=stamp, created_at=stamp, updated_at=stamp,
+    result = conn.execute(
+        _QUEUE.insert()
+        .values(
+            blob_id=blob.id, sender=envelope.sender, recipient=target.recipient, envid=envelope.envid,
+            ret=envelope.ret, notify=target.notify, orcpt=target.orcpt, state=QueueState.QUEUED.value,
+            attempts=0, next_attempt_at=stamp, delay_notified=False, created_at=stamp, updated_at=stamp,
+        )
+        .returning(_QUEUE.c.id)
     )
-    s.add(entry)
-    await s.flush()
-    return entry.id
+    return int(result.scalar_one())
 
 
 def header_meta(f: BinaryIO) -> MessageMeta:

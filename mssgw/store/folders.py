@@ -11,7 +11,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Connection, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mssgw.store.models import Folder
@@ -67,7 +67,7 @@ async def folders_of(s: AsyncSession, mailbox_id: int) -> Sequence[Folder]:
     return (await s.scalars(select(Folder).where(Folder.mailbox_id == mailbox_id).order_by(Folder.name))).all()
 
 
-async def allocate(s: AsyncSession, folder_id: int, count: int = 1) -> Allocation:
+def allocate(conn: Connection, folder_id: int, count: int = 1) -> Allocation:
     """Reserve ``count`` UIDs and one MODSEQ in ``folder_id``.
 
     A single UPDATE … RETURNING: on PostgreSQL it locks the folder row until
@@ -77,11 +77,12 @@ async def allocate(s: AsyncSession, folder_id: int, count: int = 1) -> Allocatio
     expunge or a crash (an aborted transaction gives its UIDs back, which is
     fine: nobody ever saw them).
     """
-    result = await s.execute(
-        update(Folder)
-        .where(Folder.id == folder_id)
-        .values(uidnext=Folder.uidnext + count, highestmodseq=Folder.highestmodseq + 1)
-        .returning(Folder.uidnext, Folder.highestmodseq)
+    folders = Folder.__table__  # Core, not ORM: no identity-map synchronisation on the hot path
+    result = conn.execute(
+        update(folders)
+        .where(folders.c.id == folder_id)
+        .values(uidnext=folders.c.uidnext + count, highestmodseq=folders.c.highestmodseq + 1)
+        .returning(folders.c.uidnext, folders.c.highestmodseq)
     )
     uidnext, modseq = result.one()
     return Allocation(uid=uidnext - count, modseq=modseq)

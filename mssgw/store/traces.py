@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Literal
 
 from sqlalchemy import delete, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import Connection
 
 from mssgw.store.models import Trace
 from mssgw.store.timeutil import now
@@ -46,10 +46,10 @@ class Traces:
     async def add(self, record: TraceRecord, *, at: datetime | None = None) -> None:
         stamp = at or now()
 
-        async def work(s: AsyncSession) -> None:
-            s.add(Trace(at=stamp, **asdict(record)))
+        def work(conn: Connection) -> None:
+            conn.execute(Trace.__table__.insert().values(at=stamp, **asdict(record)))
 
-        await self.store.messages.committer.run(work)
+        await self.store.committer.run(work)
 
     async def recent(self, limit: int = 100, *, category: Category | None = None) -> Sequence[Trace]:
         query = select(Trace).order_by(Trace.id.desc()).limit(limit)

@@ -16,6 +16,7 @@ issuer is present).  Policies and name constraints are not processed.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -130,7 +131,11 @@ def build_path(
         if len(path) > MAX_DEPTH:
             raise ChainError("too_long", f"chain of {describe(leaf)} longer than {MAX_DEPTH}")
         issuer = next(
-            (c for c in pool if c.subject == current.issuer and c not in path and _issued_by(current, c)),
+            (
+                c
+                for c in pool
+                if c.subject == current.issuer and c not in path and _issued_by(current, c)
+            ),
             None,
         )
         if issuer is None:
@@ -152,16 +157,20 @@ def check_revocation(
     at: datetime,
 ) -> None:
     """TRUST-5 on a built path: leaf required, intermediates when a CRL exists."""
-    for index, (cert, issuer) in enumerate(zip(path, path[1:], strict=False)):
+    for index, (cert, issuer) in enumerate(itertools.pairwise(path)):
         status = revocation_status(cert, issuer, crls, at)
         if status is Revocation.REVOKED:
-            raise ChainError("revoked", f"certificate {describe(cert)} is revoked (serial {cert.serial_number:x})")
+            raise ChainError(
+                "revoked",
+                f"certificate {describe(cert)} is revoked (serial {cert.serial_number:x})",
+            )
         if index > 0 and status is not Revocation.GOOD:
             continue  # intermediates: checked only when their issuer's CRL is present
         if status is Revocation.UNAVAILABLE:
             raise ChainError(
                 "crl_unavailable",
-                f"no CRL from {describe(issuer)} is configured: cannot check revocation of {describe(cert)}",
+                f"no CRL from {describe(issuer)} is configured: "
+                f"cannot check revocation of {describe(cert)}",
             )
         if status is Revocation.STALE:
             raise ChainError(

@@ -83,7 +83,9 @@ class CrlSet:
             try:
                 fresh = load_crl_file(path)
             except CrlError as exc:
-                errors.append(f"{exc}; keeping the previous CRL" if path in self._held else str(exc))
+                errors.append(
+                    f"{exc}; keeping the previous CRL" if path in self._held else str(exc)
+                )
                 continue
             old = self._held.get(path)
             if old and _newest(fresh) < _newest(old):
@@ -93,6 +95,10 @@ class CrlSet:
         for error in errors:
             log.warning("CRL refresh: %s", error)
         return errors
+
+    def missing(self) -> list[Path]:
+        """Configured files that never loaded (nothing to fall back on)."""
+        return [path for path in self.paths if path not in self._held]
 
     @property
     def crls(self) -> list[x509.CertificateRevocationList]:

@@ -111,9 +111,7 @@ def _escape(value: str) -> str:
 
 
 def _render(rdns: Sequence[RDN]) -> str:
-    return ",".join(
-        "+".join(f"{t}={_escape(v)}" for t, v in sorted(rdn)) for rdn in rdns
-    )
+    return ",".join("+".join(f"{t}={_escape(v)}" for t, v in sorted(rdn)) for rdn in rdns)
 
 
 # --------------------------------------------------------------------------- parsing
@@ -231,8 +229,21 @@ class _DNParser:
 # --------------------------------------------------------------------------- public helpers
 
 
+_SIMPLE_VALUE = re.compile(r"^[^\\\"+;<>#]*$")
+
+
 def normalise_dn(text: str) -> str:
     """The canonical string of a DN written as text (liste blanche side)."""
+    if _SIMPLE_VALUE.match(text):
+        # Fast path (no escapes, quotes or multi-valued RDNs): most real DNs.
+        rdns: list[RDN] = []
+        for part in text.split(","):
+            kind, eq, value = part.partition("=")
+            if not eq:
+                break
+            rdns.append(((canonical_type(kind), canonical_value(value)),))
+        else:
+            return _render(rdns)
     return _render(parse_dn(text))
 
 

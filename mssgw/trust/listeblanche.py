@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
-from lxml import etree
+from lxml import etree  # type: ignore[import-untyped]
 
 from mssgw.errors import MssgwError
 from mssgw.tls import chain as chainmod
@@ -31,7 +31,17 @@ ROOT_TAG = f"{{{NS}}}ListeBlancheMSSante"
 #: The real list is 3.7 MB for 6,500 entries; 64 MiB leaves room for growth
 #: and still bounds memory against a hostile or runaway download.
 MAX_BYTES = 64 * 1024 * 1024
-_FIELDS = ("Nom", "Description", "DNCertificatOperateur", "ResponsableContact", "SupportContact", "DateMAJ")
+_FIELDS = (
+    "Nom",
+    "Description",
+    "DNCertificatOperateur",
+    "ResponsableContact",
+    "SupportContact",
+    "DateMAJ",
+)
+
+#: Raw fields of one Domaine, in ``_FIELDS`` order ("" when absent).
+RawEntry = tuple[str, str, str, str, str, str]
 
 
 class ListeBlancheError(MssgwError):
@@ -79,7 +89,7 @@ class ListeBlanche:
     signer: x509.Certificate
     sha256: str
     _index: dict[str, frozenset[str]] = field(repr=False)
-    _info: dict[str, tuple[Entry, ...]] = field(repr=False)
+    _info: dict[str, list[RawEntry]] = field(repr=False)
     #: Entries skipped because their DN could not be parsed (fail closed for
     #: that DN only; a signed list is otherwise taken whole).
     skipped: tuple[str, ...] = ()
@@ -92,8 +102,12 @@ class ListeBlanche:
         return domain in self._index or domain.lower() in self._index
 
     def info(self, domain: str) -> DomainInfo | None:
-        entries = self._info.get(domain.lower())
-        return DomainInfo(domain.lower(), entries) if entries else None
+        raw = self._info.get(domain.lower())
+        if not raw:
+            return None
+        return DomainInfo(
+            domain.lower(), tuple(Entry(r[0], r[2], r[1], r[3], r[4], r[5]) for r in raw)
+        )
 
     def domain_names(self) -> Iterable[str]:
         return self._index.keys()
@@ -143,49 +157,80 @@ def parse_document(data: bytes) -> etree._Element:
     return root
 
 
-def _text(element: etree._Element, name: str, position: int) -> str:
-    if len(element):
-        raise ListeBlancheError(f"Domaine #{position}: {name} must contain text only")
-    return (element.text or "").strip()
+_FIELD_TAGS = {f"{{{NS}}}{name}": i for i, name in enumerate(_FIELDS)}
+_DOMAINE_TAG = f"{{{NS}}}Domaine"
+_LAYOUT = [_DOMAINE_TAG, *_FIELD_TAGS]
 
 
-def _read_entries(root: etree._Element) -> tuple[datetime, list[Entry]]:
+def _check_structure(root: etree._Element) -> tuple[datetime, etree._Element]:
     kids = [c for c in root if isinstance(c.tag, str)]
     tags = [etree.QName(c).localname for c in kids]
     if tags != ["DateDeGeneration", "ListeDomaines"] or any(
         etree.QName(c).namespace != NS for c in kids
     ):
         raise ListeBlancheError(
-            f"unexpected document structure {tags}: expected DateDeGeneration, ListeDomaines, Signature"
+            f"unexpected document structure {tags}: "
+            "expected DateDeGeneration, ListeDomaines, Signature"
         )
-    generated = _parse_time(kids[0].text, "DateDeGeneration")
-    entries = []
-    tag_names = {f"{{{NS}}}{name}": name for name in _FIELDS}
-    domaine_tag = f"{{{NS}}}Domaine"
-    for position, domaine in enumerate(kids[1], 1):
-        if domaine.tag != domaine_tag:
-            raise ListeBlancheError(f"ListeDomaines child #{position} is {domaine.tag!r}, not Domaine")
-        values: dict[str, str] = {}
-        for child in domaine:
-            name = tag_names.get(child.tag)
-            if name is None:
-                continue  # unknown fields: tolerated (forward compatible), not used
-            if name in values:
-                raise ListeBlancheError(f"Domaine #{position}: {name} appears twice")
-            values[name] = _text(child, name, position)
-        if not values.get("Nom") or not values.get("DNCertificatOperateur"):
-            raise ListeBlancheError(f"Domaine #{position}: Nom and DNCertificatOperateur are required")
-        entries.append(
-            Entry(
-                domain=values["Nom"].lower().rstrip("."),
-                dn=values["DNCertificatOperateur"],
-                description=values.get("Description", ""),
-                responsable_contact=values.get("ResponsableContact", ""),
-                support_contact=values.get("SupportContact", ""),
-                updated=values.get("DateMAJ", ""),
-            )
-        )
-    return generated, entries
+    liste = kids[1]
+    direct = sum(1 for _ in liste.iterchildren(_DOMAINE_TAG))
+    if direct != len(liste):
+        raise ListeBlancheError("ListeDomaines may contain Domaine elements only")
+    return _parse_time(kids[0].text, "DateDeGeneration"), liste
+
+
+def _read_entries(liste: etree._Element) -> list[RawEntry]:
+    """Read every Domaine; the common, exact layout takes a fast path.
+
+    The fast path proves the layout with a few C-speed list comparisons
+    (every Domaine a direct child with exactly the six fields in schema
+    order and nothing nested) and then slices one list of texts.  Anything
+    else goes through the strict generic reader.
+    """
+    count = len(liste)
+    tags = [el.tag for el in liste.iter()]
+    if (
+        len(tags) == 1 + 7 * count
+        and tags[1:] == _LAYOUT * count
+        and sum(len(d) for d in liste) == 6 * count
+    ):
+        texts = [el.text or "" for el in liste.iter()]
+        fields = [texts[i::7] for i in range(2, 8)]
+        return [
+            _finish([nom, *rest], position)
+            for position, (nom, *rest) in enumerate(zip(*fields, strict=True), 1)
+        ]
+    return _read_entries_generic(liste)
+
+
+def _read_entries_generic(liste: etree._Element) -> list[RawEntry]:
+    """Strict reader for any other layout (optional fields, other order).
+
+    An unknown or nested element, or a repeated field, refuses the whole
+    list (the last good copy stays in use) rather than guessing.
+    """
+    entries: list[RawEntry] = []
+    for position, domaine in enumerate(liste, 1):
+        current = ["", "", "", "", "", ""]
+        seen: set[int] = set()
+        for el in domaine:
+            index = _FIELD_TAGS.get(el.tag)
+            if index is None or len(el):
+                raise ListeBlancheError(f"Domaine #{position}: unexpected element {el.tag!r}")
+            if index in seen:
+                raise ListeBlancheError(f"Domaine #{position}: {_FIELDS[index]} appears twice")
+            seen.add(index)
+            current[index] = el.text or ""
+        entries.append(_finish(current, position))
+    return entries
+
+
+def _finish(values: list[str], position: int) -> RawEntry:
+    nom, description, dn, responsable, support, updated = values
+    nom, dn = nom.strip(), dn.strip()
+    if not nom or not dn:
+        raise ListeBlancheError(f"Domaine #{position}: Nom and DNCertificatOperateur are required")
+    return (nom.lower().rstrip("."), description, dn, responsable, support, updated)
 
 
 def _parse_time(text: str | None, what: str) -> datetime:
@@ -196,24 +241,27 @@ def _parse_time(text: str | None, what: str) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def _index(entries: Sequence[Entry]) -> tuple[dict[str, frozenset[str]], dict[str, tuple[Entry, ...]], list[str]]:
-    by_domain: dict[str, list[Entry]] = {}
+def _index(
+    entries: Sequence[RawEntry],
+) -> tuple[dict[str, frozenset[str]], dict[str, list[RawEntry]], list[str]]:
+    by_domain: dict[str, list[RawEntry]] = {}
     dns: dict[str, set[str]] = {}
     cache: dict[str, str | None] = {}  # 391 distinct DNs for 6,494 entries
     skipped = []
     for entry in entries:
-        by_domain.setdefault(entry.domain, []).append(entry)
-        if entry.dn not in cache:
+        domain, dn = entry[0], entry[2]
+        by_domain.setdefault(domain, []).append(entry)
+        canonical = cache.get(dn, "")
+        if canonical == "":
             try:
-                cache[entry.dn] = normalise_dn(entry.dn)
+                canonical = cache[dn] = normalise_dn(dn)
             except DNError as exc:
-                cache[entry.dn] = None
-                skipped.append(f"{entry.domain}: {exc}")
-        canonical = cache[entry.dn]
+                canonical = cache[dn] = None
+                skipped.append(f"{domain}: {exc}")
         if canonical is not None:
-            dns.setdefault(entry.domain, set()).add(canonical)
+            dns.setdefault(domain, set()).add(canonical)
     index = {domain: frozenset(dns.get(domain, ())) for domain in by_domain}
-    return index, {d: tuple(e) for d, e in by_domain.items()}, skipped
+    return index, by_domain, skipped
 
 
 # --------------------------------------------------------------------------- verification
@@ -268,7 +316,8 @@ def load_verified(
     except SignatureError as exc:
         raise ListeBlancheError(f"liste blanche signature refused: {exc}") from None
     check_signer(signer_chain, at=at, anchors=anchors, expected_signer=expected_signer)
-    generated, entries = _read_entries(root)
+    generated, liste = _check_structure(root)
+    entries = _read_entries(liste)
     index, info, skipped = _index(entries)
     return ListeBlanche(
         generated_at=generated,
@@ -291,7 +340,10 @@ def _fmt_time(moment: datetime) -> str:
 
 def build_document(entries: Iterable[Entry], generated_at: datetime) -> etree._Element:
     """The unsigned tree, indented like the ANS file (4 spaces)."""
-    q = lambda name: f"{{{NS}}}{name}"  # noqa: E731 - tiny local helper
+
+    def q(name: str) -> str:
+        return f"{{{NS}}}{name}"
+
     root = etree.Element(q("ListeBlancheMSSante"), nsmap={None: NS})
     root.text = "\n    "
     date = etree.SubElement(root, q("DateDeGeneration"))
@@ -339,26 +391,33 @@ def sign_liste_blanche(
     RSA-SHA256, ``Signature`` in the default xmldsig namespace as the last
     child, signer certificate (then ``chain``) in ``KeyInfo/X509Data``.
     """
-    from signxml import (  # local: only development and tests sign
+    return sign_document(build_document(entries, generated_at), signer_cert, signer_key, chain=chain)
+
+
+def sign_document(
+    root: etree._Element,
+    signer_cert: x509.Certificate,
+    signer_key: rsa.RSAPrivateKey,
+    *,
+    chain: Sequence[x509.Certificate] = (),
+) -> bytes:
+    """Sign any tree with the liste blanche profile (tests build odd ones)."""
+    # Local import: only development and tests sign.
+    from signxml.algorithms import (
         CanonicalizationMethod,
         DigestAlgorithm,
+        SignatureConstructionMethod,
         SignatureMethod,
-        XMLSigner,
-        methods,
     )
+    from signxml.signer import XMLSigner
 
     signer = XMLSigner(
-        method=methods.enveloped,
+        method=SignatureConstructionMethod.enveloped,
         signature_algorithm=SignatureMethod.RSA_SHA256,
         digest_algorithm=DigestAlgorithm.SHA256,
         c14n_algorithm=CanonicalizationMethod.EXCLUSIVE_XML_CANONICALIZATION_1_0,
     )
-    signer.namespaces = {None: DS}
-    signed = signer.sign(
-        build_document(entries, generated_at),
-        key=signer_key,
-        cert=[signer_cert, *chain],
-        always_add_key_value=False,
-    )
+    signer.namespaces = {None: DS}  # type: ignore[dict-item]  # default ns, as ANS
+    signed = signer.sign(root, key=signer_key, cert=[signer_cert, *chain], always_add_key_value=False)
     body: bytes = etree.tostring(signed, encoding="UTF-8")
     return b'<?xml version="1.0" encoding="UTF-8"?>' + body

@@ -29,7 +29,7 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
-from lxml import etree
+from lxml import etree  # type: ignore[import-untyped]
 
 from mssgw.errors import MssgwError
 
@@ -120,7 +120,7 @@ def _signed_info(signature: etree._Element) -> tuple[etree._Element, bytes, byte
     if reference.get("URI") != "":
         raise SignatureError(
             f"reference URI {reference.get('URI')!r} not allowed: the signature must cover "
-            "the whole document (URI=\"\")"
+            'the whole document (URI="")'
         )
     transforms, digest_method, digest_value = _expect(
         reference, ["Transforms", "DigestMethod", "DigestValue"], "ds:Reference"
@@ -165,7 +165,9 @@ def verify_enveloped(root: etree._Element) -> list[x509.Certificate]:
     key = chain[0].public_key()
     if not isinstance(key, rsa.RSAPublicKey):
         raise SignatureError("signer certificate key is not RSA (profile: RSA-SHA256)")
-    signed_info_c14n = etree.tostring(signed_info, method="c14n", exclusive=True, with_comments=False)
+    signed_info_c14n = etree.tostring(
+        signed_info, method="c14n", exclusive=True, with_comments=False
+    )
     try:
         key.verify(sig_value, signed_info_c14n, padding.PKCS1v15(), hashes.SHA256())
     except InvalidSignature:

@@ -74,7 +74,8 @@ def _as_user(cmd: list[str]) -> tuple[list[str], str]:
 
 
 @contextlib.contextmanager
-def cluster() -> Iterator[PgCluster]:
+def cluster(*, durable: bool = False) -> Iterator[PgCluster]:
+    """Start a cluster; ``durable`` keeps fsync on (benchmarks), tests turn it off for speed."""
     bindir = pg_bindir()
     tmp = Path(tempfile.mkdtemp(prefix="mssgw-pg-"))
     datadir = tmp / "data"
@@ -87,7 +88,7 @@ def cluster() -> Iterator[PgCluster]:
     subprocess.run(cmd, check=True, capture_output=True)
     port = free_port()
     cmd, _ = _as_user([str(bindir / "postgres"), "-D", str(datadir), "-p", str(port), "-h", "127.0.0.1",
-                       "-k", str(tmp), "-c", "fsync=off", "-c", "max_connections=200"])
+                       "-k", str(tmp), "-c", f"fsync={'on' if durable else 'off'}", "-c", "max_connections=200"])
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     server = PgCluster(port, user, datadir, proc)
     try:

@@ -107,7 +107,10 @@ class ModSeqKey:
     entry_type: str | None = None
 
 
-SearchKey = AllKey | And | Or | Not | SequenceKey | FlagKey | HeaderKey | TextKey | DateKey | SizeKey | ModSeqKey
+SearchKey = (
+    AllKey | And | Or | Not | SequenceKey | FlagKey | HeaderKey | TextKey | DateKey | SizeKey
+    | ModSeqKey
+)
 
 _FLAG_KEYS = {
     "ANSWERED": ("\\Answered", True),
