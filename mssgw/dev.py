@@ -114,8 +114,10 @@ def write_dev_json(state: Path, ports: dict[str, int], pki: dict[str, Any], user
         "pki": str((state / "pki" / "manifest.json").resolve()),
     }
     path = state / "dev.json"
-    path.write_text(json.dumps(data, indent=2))
-    path.chmod(0o600)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(data, indent=2))
+    tmp.chmod(0o600)  # it holds the demo passwords
+    tmp.rename(path)  # atomic: a reader sees the whole file or none
     return path
 
 
@@ -123,6 +125,8 @@ async def prepare(state: Path, port_base: int) -> tuple[config.Settings, dict[st
     """Everything before the listeners start: PKI, config, schema."""
     state = state.resolve()
     state.mkdir(parents=True, exist_ok=True)
+    # dev.json appears only once the listeners are up: tools wait for it.
+    (state / "dev.json").unlink(missing_ok=True)
     pki = ensure_pki(state)
     path = write_config(state, port_base, pki)
     settings = config.load(path)

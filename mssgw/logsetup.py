@@ -29,3 +29,5 @@ def setup(level: str = "info", fmt: str = "text") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # Migrations announce every step at INFO; an operator only needs to hear of problems.
+    logging.getLogger("alembic").setLevel(max(logging.WARNING, root.level))

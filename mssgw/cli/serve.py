@@ -42,6 +42,7 @@ def serve(args: argparse.Namespace) -> int:
 
 async def _serve(args: argparse.Namespace) -> int:
     if args.dev:
+        logsetup.setup()
         settings, pki = await dev.prepare(Path(args.state), args.port_base)
     else:
         settings, pki = settings_from(args), None

@@ -27,6 +27,9 @@ class DirectorySettings:
     fhir_url: str = "https://gateway.api.esante.gouv.fr/fhir/v2"
     fhir_api_key_file: str = ""
     publish_url: str = ""
+    #: Credentials for ``--source ldap:URL`` (anonymous when empty).
+    upstream_bind_dn: str = ""
+    upstream_password_file: str = ""
     #: A full source that would remove more than this share of the national
     #: rows is refused (a truncated download must not empty the directory).
     max_removal_share: float = 0.10

@@ -576,9 +576,11 @@ def render_envelope(env: JSON) -> bytes:
 def _addresses(value: JSON) -> bytes:
     if not value:
         return b"NIL"
-    return b"(" + b"".join(
-        b"(" + b" ".join(writer.nstring(x) for x in addr) + b")" for addr in value
-    ) + b")"
+    return (
+        b"("
+        + b"".join(b"(" + b" ".join(writer.nstring(x) for x in addr) + b")" for addr in value)
+        + b")"
+    )
 
 
 def _params_syntax(params: JSON) -> bytes:
@@ -618,8 +620,10 @@ def render_bodystructure(node: JSON, *, extensible: bool = True) -> bytes:
 def _extension(node: JSON) -> bytes:
     """``body-fld-dsp SP body-fld-lang SP body-fld-loc``."""
     disp = node["disposition"]
-    dsp = b"NIL" if disp is None else (
-        b"(" + writer.string(disp[0]) + b" " + _params_syntax(disp[1]) + b")"
+    dsp = (
+        b"NIL"
+        if disp is None
+        else (b"(" + writer.string(disp[0]) + b" " + _params_syntax(disp[1]) + b")")
     )
     lang = node["language"]
     lng = b"NIL" if not lang else b"(" + b" ".join(writer.string(t) for t in lang) + b")"

@@ -54,7 +54,7 @@ def check_peer(
     always passes the configured CRLs.
     """
     if not chain:
-        return Decision.reject(530, "5.7.0", "TLS client certificate required (MSSanté peer)")
+        return Decision.reject(530, "5.7.0", "TLS client certificate required (MSSante peer)")
     try:
         chainmod.validate(chain, anchors, at, crls)
     except chainmod.ChainError as exc:

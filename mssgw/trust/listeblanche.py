@@ -391,7 +391,9 @@ def sign_liste_blanche(
     RSA-SHA256, ``Signature`` in the default xmldsig namespace as the last
     child, signer certificate (then ``chain``) in ``KeyInfo/X509Data``.
     """
-    return sign_document(build_document(entries, generated_at), signer_cert, signer_key, chain=chain)
+    return sign_document(
+        build_document(entries, generated_at), signer_cert, signer_key, chain=chain
+    )
 
 
 def sign_document(
@@ -418,6 +420,8 @@ def sign_document(
         c14n_algorithm=CanonicalizationMethod.EXCLUSIVE_XML_CANONICALIZATION_1_0,
     )
     signer.namespaces = {None: DS}  # type: ignore[dict-item]  # default ns, as ANS
-    signed = signer.sign(root, key=signer_key, cert=[signer_cert, *chain], always_add_key_value=False)
+    signed = signer.sign(
+        root, key=signer_key, cert=[signer_cert, *chain], always_add_key_value=False
+    )
     body: bytes = etree.tostring(signed, encoding="UTF-8")
     return b'<?xml version="1.0" encoding="UTF-8"?>' + body

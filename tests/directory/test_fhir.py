@@ -158,7 +158,7 @@ async def test_incremental_sync_removes_by_owner(http_server: HttpServer,
         "PractitionerRole": [[]], "Organization": [[]]})
     http_server.requests.clear()
     source = FhirSource(base, KEY, since="2025-01-01T00:00:00Z")
-    report = await run_sync(source, sql_replica)
+    report = await run_sync(source, sql_replica, Guards(max_removal_share=0.5))
     assert (report.added, report.changed, report.removed) == (0, 1, 2)
     assert http_server.requests[0].query["_lastUpdated"] == ["ge2025-01-01T00:00:00Z"]
     assert not source.complete

@@ -105,7 +105,8 @@ IMAPTEST_ENVELOPES = [
     ),
     (
         "Date: Thu, 15 Feb 2007 01:02:03 +0200\nFrom: user@domain (Real Name)\n"
-        "To: group: g1@d1.org, g2@d2.org;, group2: g3@d3.org;\nCc: group:;, group2: (foo) ;\n\nbody\n",
+        "To: group: g1@d1.org, g2@d2.org;, group2: g3@d3.org;\n"
+        "Cc: group:;, group2: (foo) ;\n\nbody\n",
         '("Thu, 15 Feb 2007 01:02:03 +0200" NIL (("Real Name" NIL "user" "domain")) (("Real Name" '
         'NIL "user" "domain")) (("Real Name" NIL "user" "domain")) ((NIL NIL "group" NIL)(NIL NIL '
         '"g1" "d1.org")(NIL NIL "g2" "d2.org")(NIL NIL NIL NIL)(NIL NIL "group2" NIL)(NIL NIL "g3" '
@@ -147,7 +148,10 @@ NESTED = crlf(
         (Section((1,)), b"one"),
         (Section((1,), "MIME"), b"Content-Type: text/plain\r\n\r\n"),
         (Section((2,), "MIME"), b"Content-Type: message/rfc822\r\n\r\n"),
-        (Section((2,), "HEADER.FIELDS", ("subject", "X-MSS-INS")), b"Subject: inner\r\nX-Mss-Ins: 1\r\n\r\n"),
+        (
+            Section((2,), "HEADER.FIELDS", ("subject", "X-MSS-INS")),
+            b"Subject: inner\r\nX-Mss-Ins: 1\r\n\r\n",
+        ),
         (Section((2,), "HEADER.FIELDS.NOT", ("Content-Type", "Subject")), b"X-Mss-Ins: 1\r\n\r\n"),
         (Section((2, 1)), b"plain"),
         (Section((2, 2)), b"<p>html</p>"),
@@ -204,7 +208,9 @@ def test_boundary_prefix_of_another_is_not_a_delimiter() -> None:
 
 def test_deep_nesting_is_bounded() -> None:
     depth = 500
-    head = "".join(f"Content-Type: multipart/mixed; boundary=b{i}\n\n--b{i}\n" for i in range(depth))
+    head = "".join(
+        f"Content-Type: multipart/mixed; boundary=b{i}\n\n--b{i}\n" for i in range(depth)
+    )
     raw = crlf(head + "x\n")
     node = mime.bodystructure(raw)
     assert mime.render_bodystructure(node).startswith(b"((")

@@ -1,6 +1,6 @@
 """Command grammar: RFC 3501 §9 and the extensions Thunderbird uses."""
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 
 import pytest
 
@@ -66,7 +66,7 @@ def test_commands(line: bytes, expected: c.Command) -> None:
 
 def test_list_plain_and_extended() -> None:
     assert parse_line(b'a LIST "" "*"') == c.List("a", mb(""), (mb("*"),))
-    assert parse_line(b"a LIST \"\" %") == c.List("a", mb(""), (mb("%"),))
+    assert parse_line(b'a LIST "" %') == c.List("a", mb(""), (mb("%"),))
     # Thunderbird: LIST (SPECIAL-USE) "" "*" and the RETURN forms
     cmd = parse_line(
         b'a LIST (SUBSCRIBED RECURSIVEMATCH) "" ("*" "Envoy&AOk-s") '
@@ -97,7 +97,9 @@ def test_list_errors(line: bytes) -> None:
 
 
 def test_append_with_flags_date_and_literal() -> None:
-    cmd = parse_line(b'a APPEND Drafts (\\Draft \\seen $Label1) "5-Feb-2024 09:08:07 -0130" {5}\r\nhello')
+    cmd = parse_line(
+        b'a APPEND Drafts (\\Draft \\seen $Label1) "5-Feb-2024 09:08:07 -0130" {5}\r\nhello'
+    )
     assert cmd == c.Append(
         "a",
         mb("Drafts"),
@@ -106,7 +108,7 @@ def test_append_with_flags_date_and_literal() -> None:
         datetime(2024, 2, 5, 9, 8, 7, tzinfo=timezone(-timedelta(hours=1, minutes=30))),
     )
     assert parse_line(b'a APPEND INBOX " 5-Feb-2024 09:08:07 +0000" {0}\r\n') == c.Append(
-        "a", mb("INBOX"), b"", (), datetime(2024, 2, 5, 9, 8, 7, tzinfo=timezone.utc)
+        "a", mb("INBOX"), b"", (), datetime(2024, 2, 5, 9, 8, 7, tzinfo=UTC)
     )
     assert "hello" not in repr(cmd)
 
@@ -120,13 +122,15 @@ def test_append_errors(line: bytes) -> None:
         parse_line(line)
 
 
-def body(section: c.Section, partial: tuple[int, int] | None = None, peek: bool = False) -> c.FetchAttribute:
+def body(
+    section: c.Section, partial: tuple[int, int] | None = None, peek: bool = False
+) -> c.FetchAttribute:
     return c.FetchAttribute("BODY", section, partial, peek)
 
 
 def test_fetch_attributes() -> None:
     cmd = parse_line(
-        b"a UID FETCH 1:* (UID FLAGS RFC822.SIZE BODY.PEEK[HEADER.FIELDS (From To \"Subject\")] "
+        b'a UID FETCH 1:* (UID FLAGS RFC822.SIZE BODY.PEEK[HEADER.FIELDS (From To "Subject")] '
         b"BODY.PEEK[]<0.65536> BODY[2.MIME] BODY[1.2.TEXT] BODY[3] BODYSTRUCTURE BODY "
         b"ENVELOPE INTERNALDATE MODSEQ RFC822 RFC822.HEADER RFC822.TEXT) (CHANGEDSINCE 12345)"
     )
@@ -182,7 +186,9 @@ def test_fetch_errors(line: bytes) -> None:
 
 
 def test_store_forms() -> None:
-    assert parse_line(b"a STORE 1 FLAGS (\\Seen)") == c.Store("a", SequenceSet(((1, 1),)), "replace", ("\\Seen",))
+    assert parse_line(b"a STORE 1 FLAGS (\\Seen)") == c.Store(
+        "a", SequenceSet(((1, 1),)), "replace", ("\\Seen",)
+    )
     assert parse_line(b"a UID STORE 2:4 +FLAGS.SILENT \\Deleted $Junk") == c.Store(
         "a", SequenceSet(((2, 4),)), "add", ("\\Deleted", "$Junk"), silent=True, uid=True
     )

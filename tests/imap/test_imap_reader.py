@@ -140,14 +140,19 @@ def test_huge_literal_number() -> None:
 def test_append_spooling_streams_without_buffering() -> None:
     reader = CommandReader(spool_threshold=8)
     message = b"Subject: hi\r\n\r\nbody\r\n"
-    reader.feed(b'a1 APPEND INBOX (\\Seen) {%d}\r\n' % len(message))
-    assert drain(reader) == [NeedContinuation("a1", len(message)), LiteralStart("a1", "APPEND", 0, len(message))]
+    reader.feed(b"a1 APPEND INBOX (\\Seen) {%d}\r\n" % len(message))
+    assert drain(reader) == [
+        NeedContinuation("a1", len(message)),
+        LiteralStart("a1", "APPEND", 0, len(message)),
+    ]
     reader.feed(message[:10])
     assert drain(reader) == [LiteralData(message[:10])]
     reader.feed(message[10:] + b"\r\n")
     events = drain(reader)
     assert events[:2] == [LiteralData(message[10:]), LiteralEnd(0)]
-    assert events[2] == c.Append("a1", c.MailboxName(b"INBOX", "INBOX"), SpooledLiteral(0, len(message)), ("\\Seen",))
+    assert events[2] == c.Append(
+        "a1", c.MailboxName(b"INBOX", "INBOX"), SpooledLiteral(0, len(message)), ("\\Seen",)
+    )
 
 
 def test_spooled_literal_where_a_string_is_needed_is_bad() -> None:

@@ -22,7 +22,9 @@ def test_saved_result() -> None:
         s.resolve(10)
 
 
-@pytest.mark.parametrize("raw", [b"0", b"1:0", b"01", b"", b"1,", b",1", b"1::2", b"a", b"$,1", b"4294967296"])
+@pytest.mark.parametrize(
+    "raw", [b"0", b"1:0", b"01", b"", b"1,", b",1", b"1::2", b"a", b"$,1", b"4294967296"]
+)
 def test_invalid(raw: bytes) -> None:
     with pytest.raises(BadCommand):
         SequenceSet.parse(raw)

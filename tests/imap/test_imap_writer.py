@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mssgw.imap.protocol import writer
-from mssgw.imap.protocol.commands import Login, Select
+from mssgw.imap.protocol.commands import Fetch, Login, Select, Store
 from mssgw.imap.protocol.errors import BadCommand, ImapProtocolError
 from mssgw.imap.protocol.parser import parse_line
 from mssgw.imap.protocol.sequence import SequenceSet
@@ -15,18 +15,30 @@ codes = writer.codes
 
 
 def test_status_responses_and_codes() -> None:
-    assert writer.ok("a1", "SELECT completed", codes.READ_WRITE) == b"a1 OK [READ-WRITE] SELECT completed\r\n"
+    assert (
+        writer.ok("a1", "SELECT completed", codes.READ_WRITE)
+        == b"a1 OK [READ-WRITE] SELECT completed\r\n"
+    )
     assert writer.ok(None, "UIDs valid", codes.uidvalidity(3857529045)) == (
         b"* OK [UIDVALIDITY 3857529045] UIDs valid\r\n"
     )
-    assert writer.no("a2", "no such folder", codes.TRYCREATE) == b"a2 NO [TRYCREATE] no such folder\r\n"
+    assert (
+        writer.no("a2", "no such folder", codes.TRYCREATE)
+        == b"a2 NO [TRYCREATE] no such folder\r\n"
+    )
     assert writer.ok("a3", "APPEND done", codes.appenduid(38505, [3955])) == (
         b"a3 OK [APPENDUID 38505 3955] APPEND done\r\n"
     )
-    assert codes.copyuid(38505, [304, 319, 320], [3956, 3957, 3958]) == b"COPYUID 38505 304,319:320 3956:3958"
+    assert (
+        codes.copyuid(38505, [304, 319, 320], [3956, 3957, 3958])
+        == b"COPYUID 38505 304,319:320 3956:3958"
+    )
     # pairing kept when the source order is not ascending (RFC 4315 §3)
     assert codes.copyuid(1, [5, 3, 4], [10, 11, 12]) == b"COPYUID 1 5,3:4 10:12"
-    assert codes.permanentflags(["\\Seen", "\\Deleted", "\\*"]) == b"PERMANENTFLAGS (\\Seen \\Deleted \\*)"
+    assert (
+        codes.permanentflags(["\\Seen", "\\Deleted", "\\*"])
+        == b"PERMANENTFLAGS (\\Seen \\Deleted \\*)"
+    )
     assert codes.highestmodseq(715194045007) == b"HIGHESTMODSEQ 715194045007"
     assert codes.capability(["IMAP4rev1", "IDLE"]) == b"CAPABILITY IMAP4rev1 IDLE"
     assert codes.modified([7, 9, 8]) == b"MODIFIED 7:9"
@@ -38,8 +50,13 @@ def test_status_responses_and_codes() -> None:
 
 def test_error_response() -> None:
     assert writer.error_response(BadCommand("oops", tag="t")) == b"t BAD oops\r\n"
-    assert writer.error_response(ImapProtocolError("big", tag="t", code="TOOBIG")) == b"t NO [TOOBIG] big\r\n"
-    assert writer.error_response(BadCommand("line too long", fatal=True)) == b"* BYE line too long\r\n"
+    assert (
+        writer.error_response(ImapProtocolError("big", tag="t", code="TOOBIG"))
+        == b"t NO [TOOBIG] big\r\n"
+    )
+    assert (
+        writer.error_response(BadCommand("line too long", fatal=True)) == b"* BYE line too long\r\n"
+    )
     assert writer.error_response(BadCommand("no tag")) == b"* BAD no tag\r\n"
 
 
@@ -69,14 +86,19 @@ def test_data_responses() -> None:
     assert writer.list_data("Foo", "/", [], childinfo_subscribed=True).endswith(
         b'Foo ("CHILDINFO" ("SUBSCRIBED"))\r\n'
     )
-    assert writer.status_data("INBOX", {"MESSAGES": 3, "UNSEEN": 1}) == b"* STATUS INBOX (MESSAGES 3 UNSEEN 1)\r\n"
+    assert (
+        writer.status_data("INBOX", {"MESSAGES": 3, "UNSEEN": 1})
+        == b"* STATUS INBOX (MESSAGES 3 UNSEEN 1)\r\n"
+    )
     assert writer.search_data([2, 5], 917162500) == b"* SEARCH 2 5 (MODSEQ 917162500)\r\n"
     assert writer.search_data([]) == b"* SEARCH\r\n"
     assert writer.enabled_data(["CONDSTORE"]) == b"* ENABLED CONDSTORE\r\n"
     assert writer.id_data({"name": "mssgw", "os": None}) == b'* ID ("name" "mssgw" "os" NIL)\r\n'
     assert writer.id_data(None) == b"* ID NIL\r\n"
     assert writer.namespace_data([("", "/")]) == b'* NAMESPACE (("" "/")) NIL NIL\r\n'
-    assert writer.capability_data(["IMAP4rev1", "LITERAL+"]) == b"* CAPABILITY IMAP4rev1 LITERAL+\r\n"
+    assert (
+        writer.capability_data(["IMAP4rev1", "LITERAL+"]) == b"* CAPABILITY IMAP4rev1 LITERAL+\r\n"
+    )
 
 
 def test_internal_date() -> None:
@@ -97,7 +119,8 @@ def test_fetch_response_chunks_do_not_copy_the_body() -> None:
     )
     assert any(chunk is body for chunk in chunks)
     assert b"".join(chunks) == (
-        b"* 12 FETCH (UID 5 FLAGS (\\Seen) BODY[]<0> {21}\r\nSubject: x\r\n\r\nhello\r\n BODY[9] NIL)\r\n"
+        b"* 12 FETCH (UID 5 FLAGS (\\Seen) BODY[]<0> {21}\r\n"
+        b"Subject: x\r\n\r\nhello\r\n BODY[9] NIL)\r\n"
     )
 
 
@@ -110,7 +133,7 @@ def test_round_trip_strings_through_login(user: bytes, password: bytes) -> None:
 
 
 @settings(settings.get_profile("mssgw-imap"))
-@given(st.text(alphabet=st.characters(exclude_categories=("Cs",)), min_size=1, max_size=40))
+@given(st.text(alphabet=st.characters(codec="utf-8"), min_size=1, max_size=40))
 def test_round_trip_folder_names(name: str) -> None:
     cmd = parse_line(b"t SELECT " + writer.mailbox(name))
     assert isinstance(cmd, Select)
@@ -118,15 +141,26 @@ def test_round_trip_folder_names(name: str) -> None:
 
 
 @settings(settings.get_profile("mssgw-imap"))
-@given(st.lists(st.tuples(st.integers(1, 10**6), st.integers(1, 10**6) | st.none()), min_size=1, max_size=20))
+@given(
+    st.lists(
+        st.tuples(st.integers(1, 10**6), st.integers(1, 10**6) | st.none()), min_size=1, max_size=20
+    )
+)
 def test_round_trip_sequence_sets(ranges: list[tuple[int, int | None]]) -> None:
     seq = SequenceSet(tuple(ranges))
     cmd = parse_line(b"t FETCH " + bytes(seq) + b" FLAGS")
-    assert getattr(cmd, "sequence") == seq
+    assert isinstance(cmd, Fetch) and cmd.sequence == seq
 
 
 @settings(settings.get_profile("mssgw-imap"))
-@given(st.lists(st.sampled_from(["\\Seen", "\\Answered", "\\Flagged", "\\Deleted", "\\Draft", "$Forwarded", "Junk"]), max_size=7))
+@given(
+    st.lists(
+        st.sampled_from(
+            ["\\Seen", "\\Answered", "\\Flagged", "\\Deleted", "\\Draft", "$Forwarded", "Junk"]
+        ),
+        max_size=7,
+    )
+)
 def test_round_trip_flag_lists(flags: list[str]) -> None:
     cmd = parse_line(b"t STORE 1 FLAGS " + writer.flag_list(flags))
-    assert getattr(cmd, "flags") == tuple(flags)
+    assert isinstance(cmd, Store) and cmd.flags == tuple(flags)

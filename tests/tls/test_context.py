@@ -13,7 +13,9 @@ from tests.tls.pki import DevPki
 from tests.tls.tlsutil import handshake, raw_client
 
 
-def server(dev_pki: DevPki, *, profile: str = "mssante", client_cert: str = "none") -> ssl.SSLContext:
+def server(
+    dev_pki: DevPki, *, profile: str = "mssante", client_cert: str = "none"
+) -> ssl.SSLContext:
     op = dev_pki.op(1)
     return server_context(
         op["certificate"],
@@ -93,7 +95,9 @@ def test_no_system_trust_store(dev_pki: DevPki) -> None:
     ctx = server(dev_pki, client_cert="required")
     subjects = sorted(c["subject"][-1][0][1] for c in ctx.get_ca_certs())  # type: ignore[index]
     assert subjects == ["AC MSSGW DEVELOPPEMENT ORGANISATIONS", "AC RACINE MSSGW DEVELOPPEMENT"]
-    assert client_context(None, None, dev_pki.manifest["anchors"]).cert_store_stats()["x509_ca"] == 2
+    assert (
+        client_context(None, None, dev_pki.manifest["anchors"]).cert_store_stats()["x509_ca"] == 2
+    )
 
 
 def test_missing_anchors_refused(dev_pki: DevPki) -> None:
@@ -129,9 +133,7 @@ def test_required_accepts_good_client(dev_pki: DevPki, which: str) -> None:
 @pytest.mark.parametrize("which", ["none", "expired", "unknown_ca", "revoked"])
 def test_required_refuses_at_handshake(dev_pki: DevPki, which: str) -> None:
     cert, key = pair(dev_pki, which)
-    result = handshake(
-        server(dev_pki, client_cert="required"), raw_client(cert=cert, key=key)
-    )
+    result = handshake(server(dev_pki, client_cert="required"), raw_client(cert=cert, key=key))
     assert not result.ok
     assert result.server_error
 
@@ -175,9 +177,12 @@ def test_verified_peer_after_optional_handshake(dev_pki: DevPki) -> None:
 
         thread = threading.Thread(target=serve, daemon=True)
         thread.start()
-        with socket.create_connection(listener.getsockname(), timeout=10) as raw:
-            with raw_client(cert=cert, key=key).wrap_socket(raw) as tls:
-                tls.recv(1)
+        client = raw_client(cert=cert, key=key)
+        with (
+            socket.create_connection(listener.getsockname(), timeout=10) as raw,
+            client.wrap_socket(raw) as tls,
+        ):
+            tls.recv(1)
         thread.join(10)
         listener.close()
     path = outcomes["professional"]

@@ -67,7 +67,10 @@ def test_layout_and_manifest(dev_pki: DevPki) -> None:
 
 def test_names_are_our_own(dev_pki: DevPki) -> None:
     root = dev_pki.root
-    assert root.subject.rfc4514_string() == "CN=AC RACINE MSSGW DEVELOPPEMENT,OU=MSSGW DEV,O=MSSGW,C=FR"
+    assert (
+        root.subject.rfc4514_string()
+        == "CN=AC RACINE MSSGW DEVELOPPEMENT,OU=MSSGW DEV,O=MSSGW,C=FR"
+    )
     for cert in dev_pki.anchors:
         assert "IGC-SANTE" not in cert.subject.rfc4514_string()
 
@@ -87,9 +90,20 @@ def _openssl_verify(dev_pki: DevPki, path: str, *extra: str) -> subprocess.Compl
     assert OPENSSL, "openssl is required by the tests"
     ca = dev_pki.directory / "ca"
     return subprocess.run(
-        [OPENSSL, "verify", *extra, "-CAfile", str(ca / "root.pem"), "-untrusted",
-         str(ca / "intermediate.pem"), path],
-        capture_output=True, text=True, check=False, timeout=30,
+        [
+            OPENSSL,
+            "verify",
+            *extra,
+            "-CAfile",
+            str(ca / "root.pem"),
+            "-untrusted",
+            str(ca / "intermediate.pem"),
+            path,
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=30,
     )
 
 
@@ -124,7 +138,11 @@ def test_openssl_sees_the_revocation(dev_pki: DevPki, tmp_path: Path) -> None:
     crls = tmp_path / "crls.pem"
     crls.write_bytes((ca / "crl.pem").read_bytes() + (ca / "root-crl.pem").read_bytes())
     revoked = _openssl_verify(
-        dev_pki, dev_pki.manifest["bad"]["revoked"]["certificate"], "-crl_check", "-CRLfile", str(crls)
+        dev_pki,
+        dev_pki.manifest["bad"]["revoked"]["certificate"],
+        "-crl_check",
+        "-CRLfile",
+        str(crls),
     )
     assert revoked.returncode != 0 and "revoked" in revoked.stdout + revoked.stderr
     good = _openssl_verify(
@@ -163,7 +181,9 @@ def test_fixed_clock(tmp_path: Path) -> None:
     manifest = init_dev(tmp_path, operators=1, now=now)
     root = x509.load_pem_x509_certificate(Path(manifest["root"]).read_bytes())
     assert root.not_valid_before_utc < now < root.not_valid_after_utc
-    assert b"<DateDeGeneration>2025-03-01T12:00:00Z<" in Path(manifest["liste_blanche"]).read_bytes()
+    assert (
+        b"<DateDeGeneration>2025-03-01T12:00:00Z<" in Path(manifest["liste_blanche"]).read_bytes()
+    )
 
 
 def test_operator_count_bounds(tmp_path: Path) -> None:

@@ -52,7 +52,9 @@ def served_cn(writer: asyncio.StreamWriter) -> str:
     return cn.removeprefix("CN=")
 
 
-async def roundtrip(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, text: bytes) -> bytes:
+async def roundtrip(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, text: bytes
+) -> bytes:
     writer.write(text + b"\n")
     await writer.drain()
     return (await asyncio.wait_for(reader.readline(), 5)).strip()
@@ -110,7 +112,7 @@ async def test_starttls_uses_current_context(
         assert served_cn(w1) == "mx.op1.mssante.test"
         install(dev_pki, 2, tmp_path)
         holder.reload()
-        r2, w2 = await connect()
+        _r2, w2 = await connect()
         assert served_cn(w2) == "mx.op2.mssante.test"
         assert await roundtrip(r1, w1, b"old") == b"old"
         for w in (w1, w2):
@@ -145,7 +147,7 @@ def test_initial_missing_crl_is_an_error(dev_pki: DevPki, tmp_path: Path) -> Non
         dev_pki.manifest["anchors"],
         [str(tmp_path / "missing.pem")],
     )
-    with pytest.raises(TlsConfigError, match="missing.pem"):
+    with pytest.raises(TlsConfigError, match=r"missing\.pem"):
         ReloadingContext(files)
 
 

@@ -51,9 +51,10 @@ def handshake(server_ctx: ssl.SSLContext, client_ctx: ssl.SSLContext) -> Handsha
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=10) as raw, client_ctx.wrap_socket(
-            raw, server_hostname="localhost"
-        ) as tls:
+        with (
+            socket.create_connection(("127.0.0.1", port), timeout=10) as raw,
+            client_ctx.wrap_socket(raw, server_hostname="localhost") as tls,
+        ):
             result.server_chain = peer_chain(tls)
             if tls.recv(2) != b"ok":
                 result.client_error = "no data"

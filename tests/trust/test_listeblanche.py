@@ -76,7 +76,10 @@ def test_real_list_refused_today_because_its_signer_expired(sample: bytes) -> No
 
 
 def test_expected_signer_and_foreign_anchors(sample: bytes, dev_pki: DevPki) -> None:
-    subject = "CN=alb.mssante.fr,OU=347976684200724,O=CAPGEMINI TECHNOLOGY SERVICES,ST=Hauts-de-Seine (92),C=FR"
+    subject = (
+        "CN=alb.mssante.fr,OU=347976684200724,O=CAPGEMINI TECHNOLOGY SERVICES,"
+        "ST=Hauts-de-Seine (92),C=FR"
+    )
     liste = load_verified(sample, at=AS_OF, anchors=None, expected_signer=subject)
     assert liste.entries == 6494
     with pytest.raises(ListeBlancheError, match="expected CN=someone"):
@@ -137,7 +140,9 @@ def test_xxe_in_content_cannot_resolve(dev_list: bytes, dev_pki: DevPki) -> None
 
 
 def test_wrong_namespace(dev_list: bytes, dev_pki: DevPki) -> None:
-    data = dev_list.replace(b"https://listeblanche.mssante.fr/schema", b"https://evil.example/schema")
+    data = dev_list.replace(
+        b"https://listeblanche.mssante.fr/schema", b"https://evil.example/schema"
+    )
     with pytest.raises(ListeBlancheError, match="namespace"):
         verify_dev(data, dev_pki)
 

@@ -64,7 +64,7 @@ def server() -> Iterator[tuple[str, Script]]:
     script = Script()
     handler = type("H", (Handler,), {"script": script})
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread = threading.Thread(target=httpd.serve_forever, args=(0.02,), daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{httpd.server_address[1]}/listeblanchemssante.xml", script
     httpd.shutdown()
@@ -85,7 +85,9 @@ def store(dev_pki: DevPki, tmp_path: Path) -> ListeBlancheStore:
     )
 
 
-def test_good_then_conditional_get(server: tuple[str, Script], store: ListeBlancheStore, dev_pki: DevPki) -> None:
+def test_good_then_conditional_get(
+    server: tuple[str, Script], store: ListeBlancheStore, dev_pki: DevPki
+) -> None:
     url, script = server
     script.body, script.etag = make_list(dev_pki, NOW, ["a.test"]), '"v1"'
     script.last_modified = "Fri, 28 Feb 2025 15:42:07 GMT"
@@ -98,7 +100,9 @@ def test_good_then_conditional_get(server: tuple[str, Script], store: ListeBlanc
     assert script.requests[1]["If-Modified-Since"] == "Fri, 28 Feb 2025 15:42:07 GMT"
 
 
-@pytest.mark.parametrize("bad", ["tampered", "older", "truncated_xml", "truncated_http", "500", "foreign"])
+@pytest.mark.parametrize(
+    "bad", ["tampered", "older", "truncated_xml", "truncated_http", "500", "foreign"]
+)
 def test_bad_responses_keep_last_good_copy(
     server: tuple[str, Script], store: ListeBlancheStore, dev_pki: DevPki, bad: str
 ) -> None:
@@ -159,8 +163,11 @@ def test_local_file_source(store: ListeBlancheStore, dev_pki: DevPki, tmp_path: 
 def test_age_and_staleness(dev_pki: DevPki, tmp_path: Path) -> None:
     clock = [NOW]
     store = ListeBlancheStore(
-        tmp_path / "lb.xml", anchors=dev_pki.anchors, expected_signer=None,
-        max_age=timedelta(hours=48), clock=lambda: clock[0],
+        tmp_path / "lb.xml",
+        anchors=dev_pki.anchors,
+        expected_signer=None,
+        max_age=timedelta(hours=48),
+        clock=lambda: clock[0],
     )
     src = tmp_path / "in.xml"
     src.write_bytes(make_list(dev_pki, NOW, ["a.test"]))

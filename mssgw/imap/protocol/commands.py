@@ -171,6 +171,10 @@ class Authenticate(Command):
     initial_response: bytes | None = None
     name: ClassVar[str] = "AUTHENTICATE"
 
+    def __repr__(self) -> str:  # SASL responses carry credentials
+        hidden = None if self.initial_response is None else "<hidden>"
+        return f"Authenticate(tag={self.tag!r}, mechanism={self.mechanism!r}, initial={hidden})"
+
 
 @dataclass(frozen=True, slots=True)
 class Login(Command):

@@ -101,6 +101,10 @@ class SaslResponse:
     tag: str
     data: bytes | None
 
+    def __repr__(self) -> str:  # carries credentials
+        state = "cancelled" if self.data is None else f"<{len(self.data)} octets>"
+        return f"SaslResponse(tag={self.tag!r}, data={state})"
+
 
 @dataclass(frozen=True, slots=True)
 class IdleDone:
@@ -110,8 +114,14 @@ class IdleDone:
 
 
 Event = (
-    Command | NeedData | NeedContinuation | LiteralStart | LiteralData | LiteralEnd
-    | SaslResponse | IdleDone
+    Command
+    | NeedData
+    | NeedContinuation
+    | LiteralStart
+    | LiteralData
+    | LiteralEnd
+    | SaslResponse
+    | IdleDone
 )
 
 # reader states

@@ -108,7 +108,16 @@ class ModSeqKey:
 
 
 SearchKey = (
-    AllKey | And | Or | Not | SequenceKey | FlagKey | HeaderKey | TextKey | DateKey | SizeKey
+    AllKey
+    | And
+    | Or
+    | Not
+    | SequenceKey
+    | FlagKey
+    | HeaderKey
+    | TextKey
+    | DateKey
+    | SizeKey
     | ModSeqKey
 )
 

@@ -94,7 +94,7 @@ def internal_date(value: datetime) -> bytes:
     minutes = abs(minutes)
     text = (
         f'"{value.day:02d}-{MONTHS[value.month - 1].title()}-{value.year:04d} '
-        f'{value.hour:02d}:{value.minute:02d}:{value.second:02d} '
+        f"{value.hour:02d}:{value.minute:02d}:{value.second:02d} "
         f'{sign}{minutes // 60:02d}{minutes % 60:02d}"'
     )
     return text.encode("ascii")
@@ -214,12 +214,7 @@ class codes:
     def copyuid(uidvalidity: int, source: Sequence[int], target: Sequence[int]) -> bytes:
         """RFC 4315 §3: source and target UIDs pair up in order, so both are
         compressed without sorting away that pairing when it matters."""
-        return (
-            b"COPYUID %d " % uidvalidity
-            + _ordered_set(source)
-            + b" "
-            + _ordered_set(target)
-        )
+        return b"COPYUID %d " % uidvalidity + _ordered_set(source) + b" " + _ordered_set(target)
 
     @staticmethod
     def modified(sequence: Iterable[int]) -> bytes:
@@ -295,7 +290,13 @@ def list_data(
     """
     delim = b"NIL" if delimiter is None else quoted(delimiter)
     line = (
-        b"* " + kind.encode("ascii") + b" " + flag_list(attributes) + b" " + delim + b" "
+        b"* "
+        + kind.encode("ascii")
+        + b" "
+        + flag_list(attributes)
+        + b" "
+        + delim
+        + b" "
         + mailbox(name)
     )
     if childinfo_subscribed:
@@ -344,10 +345,18 @@ def namespace_data(
     def one(spaces: Namespaces) -> bytes:
         if not spaces:
             return b"NIL"
-        return b"(" + b"".join(
-            b"(" + string(utf7.encode(prefix)) + b" " + (b"NIL" if d is None else quoted(d)) + b")"
-            for prefix, d in spaces
-        ) + b")"
+        return (
+            b"("
+            + b"".join(
+                b"("
+                + string(utf7.encode(prefix))
+                + b" "
+                + (b"NIL" if d is None else quoted(d))
+                + b")"
+                for prefix, d in spaces
+            )
+            + b")"
+        )
 
     return b"* NAMESPACE " + one(personal) + b" " + one(other) + b" " + one(shared) + CRLF
 
