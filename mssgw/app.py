@@ -9,6 +9,7 @@ always starts with what exists.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -17,6 +18,7 @@ from dataclasses import fields
 from mssgw import __version__
 from mssgw.config import ListenerSettings, Settings
 from mssgw.errors import MssgwError, StoreError
+from mssgw.runtime import TrustSpace
 from mssgw.store import Store
 from mssgw.web.autoconfig import ClientEndpoints
 from mssgw.web.http import HttpService
@@ -33,13 +35,34 @@ async def _http_listener(app: App, lst: ListenerSettings) -> asyncio.Server:
 
 LISTENERS: dict[str, ListenerFactory] = {"http": _http_listener}
 
+#: Edge packages; each exposes ``LISTENERS: dict[str, ListenerFactory]`` for the
+#: listener names it serves (``mta``, ``submission``, ``imap``...).  A package
+#: not present in this build is skipped.
+EDGE_MODULES = ("mssgw.smtp.listeners", "mssgw.imap.listeners")
+
+
+def listener_factories() -> dict[str, ListenerFactory]:
+    factories = dict(LISTENERS)
+    for name in EDGE_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name is not None and name.startswith(exc.name):
+                continue
+            raise
+        factories.update(module.LISTENERS)
+    return factories
+
 
 class App:
     """The running gateway: one store, the listeners, background tasks."""
 
-    def __init__(self, settings: Settings, store: Store) -> None:
+    def __init__(self, settings: Settings, store: Store, trust: TrustSpace | None = None) -> None:
         self.settings = settings
         self.store = store
+        #: TLS contexts and liste blanche; ``None`` when no certificate is configured
+        #: (then only plain listeners such as ``http`` can start).
+        self.trust = trust
         self.servers: dict[str, asyncio.Server] = {}
         self.started_at = time.time()
 
@@ -52,20 +75,28 @@ class App:
         if server is not None and server.sockets:
             return int(server.sockets[0].getsockname()[1])
         lst: ListenerSettings = getattr(self.settings.listeners, name)
-        return lst.port if lst.enabled and name in LISTENERS else None
+        return lst.port if lst.enabled and name in listener_factories() else None
 
     async def start(self) -> dict[str, int]:
         """Open every enabled listener that exists; return name → bound port."""
         for domain in self.settings.gateway.domains:
             await self.store.mailboxes.ensure_domain(domain)
+        if self.trust is not None:
+            await self.trust.start()
+        factories = listener_factories()
         for f in fields(self.settings.listeners):
             lst: ListenerSettings = getattr(self.settings.listeners, f.name)
             if not lst.enabled:
                 continue
-            factory = LISTENERS.get(f.name)
+            factory = factories.get(f.name)
             if factory is None:
                 log.info("listener %s: not available in this version, skipped", f.name)
                 continue
+            if lst.tls != "none" and self.trust is None:
+                raise MssgwError(
+                    f"listeners.{f.name}: TLS listener but no certificate: set tls.certificate, "
+                    "tls.key and tls.anchors (or disable the listener)"
+                )
             try:
                 self.servers[f.name] = await factory(self, lst)
             except OSError as exc:
@@ -84,10 +115,14 @@ class App:
         for server in self.servers.values():
             await server.wait_closed()
         self.servers.clear()
+        if self.trust is not None:
+            await self.trust.stop()
 
     async def reload(self) -> None:
         """SIGHUP: re-read what can change without a restart (certificates, lists)."""
         log.info("reload requested")
+        if self.trust is not None:
+            self.trust.reload()
 
     async def health(self) -> dict[str, object]:
         try:
@@ -107,4 +142,7 @@ class App:
             "# TYPE mssgw_store_commit_units_total counter",
             f"mssgw_store_commit_units_total {committer.units}",
         ]
+        if self.trust is not None:
+            for name, value in sorted(self.trust.metrics().items()):
+                lines += [f"# TYPE {name} gauge", f"{name} {value:g}"]
         return "\n".join(lines) + "\n"

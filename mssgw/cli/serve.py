@@ -10,7 +10,7 @@ import signal
 from pathlib import Path
 from typing import Any
 
-from mssgw import dev, logsetup
+from mssgw import dev, logsetup, runtime
 from mssgw.app import App
 from mssgw.cli._common import settings_from
 from mssgw.config import Settings
@@ -47,8 +47,9 @@ async def _serve(args: argparse.Namespace) -> int:
     else:
         settings, pki = settings_from(args), None
     logsetup.setup(settings.logging.level, settings.logging.format)
+    trust = runtime.build(settings) if settings.tls.certificate else None
     store = await Store.open(settings)
-    app = App(settings, store)
+    app = App(settings, store, trust)
     try:
         ports = await app.start()
         if pki is not None:
