@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -13,6 +14,14 @@ from mssgw.store import Store
 from tests.support import postgres
 
 _db_counter = itertools.count(1)
+
+
+@pytest.fixture(scope="session")
+def trust_space(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """A development PKI and signed liste blanche (``mssgw.tls.devpki``), made once per run."""
+    from mssgw.tls import devpki
+
+    return devpki.init_dev(tmp_path_factory.mktemp("trust-space"), operators=2)
 
 
 @pytest.fixture(scope="session")

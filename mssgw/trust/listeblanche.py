@@ -13,6 +13,7 @@ development PKI and the tests use it.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -40,8 +41,12 @@ _FIELDS = (
     "DateMAJ",
 )
 
-#: Raw fields of one Domaine, in ``_FIELDS`` order ("" when absent).
-RawEntry = tuple[str, str, str, str, str, str]
+#: Display-only fields (Description, ResponsableContact, SupportContact,
+#: DateMAJ), kept as read (canonical bytes on the fast path) and decoded on
+#: demand by ``info``: most lists are loaded to be looked up, not shown.
+Extra = tuple[str | bytes, str | bytes, str | bytes, str | bytes]
+#: One Domaine: (lower-case domain, DN as written, display fields).
+RawEntry = tuple[str, str, Extra]
 
 
 class ListeBlancheError(MssgwError):
@@ -105,9 +110,11 @@ class ListeBlanche:
         raw = self._info.get(domain.lower())
         if not raw:
             return None
-        return DomainInfo(
-            domain.lower(), tuple(Entry(r[0], r[2], r[1], r[3], r[4], r[5]) for r in raw)
-        )
+        entries = []
+        for name, dn, extra in raw:
+            description, responsable, support, updated = (_text(v) for v in extra)
+            entries.append(Entry(name, dn, description, responsable, support, updated))
+        return DomainInfo(domain.lower(), tuple(entries))
 
     def domain_names(self) -> Iterable[str]:
         return self._index.keys()
@@ -159,7 +166,35 @@ def parse_document(data: bytes) -> etree._Element:
 
 _FIELD_TAGS = {f"{{{NS}}}{name}": i for i, name in enumerate(_FIELDS)}
 _DOMAINE_TAG = f"{{{NS}}}Domaine"
-_LAYOUT = [_DOMAINE_TAG, *_FIELD_TAGS]
+#: One Domaine in exclusive-C14N form with the schema's element order: the
+#: canonical form is deterministic (no comments, no CDATA, no attributes here,
+#: text escaped as &amp; &lt; &gt; &#xD;), so a regular expression reads it
+#: exactly.  ``\s*`` in front makes matches contiguous: any other content
+#: between two Domaine elements breaks the chain and sends the document to
+#: the tree reader.
+_CANONICAL_DOMAINE = re.compile(
+    rb"\s*<Domaine>\s*<Nom>([^<]*)</Nom>\s*<Description>([^<]*)</Description>"
+    rb"\s*<DNCertificatOperateur>([^<]*)</DNCertificatOperateur>"
+    rb"\s*<ResponsableContact>([^<]*)</ResponsableContact>"
+    rb"\s*<SupportContact>([^<]*)</SupportContact>\s*<DateMAJ>([^<]*)</DateMAJ>\s*</Domaine>"
+)
+_UNESCAPE = (
+    (b"&lt;", b"<"),
+    (b"&gt;", b">"),
+    (b"&#xD;", b"\r"),
+    (b"&quot;", b'"'),
+    (b"&amp;", b"&"),
+)
+
+
+def _text(value: str | bytes) -> str:
+    """Text of a canonical-form field (bytes) or of a tree field (str)."""
+    if isinstance(value, str):
+        return value.strip()
+    if b"&" in value:
+        for entity, char in _UNESCAPE:
+            value = value.replace(entity, char)
+    return value.decode("utf-8").strip()
 
 
 def _check_structure(root: etree._Element) -> tuple[datetime, etree._Element]:
@@ -172,45 +207,49 @@ def _check_structure(root: etree._Element) -> tuple[datetime, etree._Element]:
             f"unexpected document structure {tags}: "
             "expected DateDeGeneration, ListeDomaines, Signature"
         )
-    liste = kids[1]
-    direct = sum(1 for _ in liste.iterchildren(_DOMAINE_TAG))
-    if direct != len(liste):
-        raise ListeBlancheError("ListeDomaines may contain Domaine elements only")
-    return _parse_time(kids[0].text, "DateDeGeneration"), liste
+    return _parse_time(kids[0].text, "DateDeGeneration"), kids[1]
 
 
-def _read_entries(liste: etree._Element) -> list[RawEntry]:
-    """Read every Domaine; the common, exact layout takes a fast path.
+def _read_canonical(canonical: bytes, count: int) -> list[RawEntry] | None:
+    """Fast path: read the signed canonical bytes themselves (one regex pass).
 
-    The fast path proves the layout with a few C-speed list comparisons
-    (every Domaine a direct child with exactly the six fields in schema
-    order and nothing nested) and then slices one list of texts.  Anything
-    else goes through the strict generic reader.
+    Returns None unless the ListeDomaines content is exactly ``count``
+    Domaine elements in the schema layout, back to back.
     """
-    count = len(liste)
-    tags = [el.tag for el in liste.iter()]
-    if (
-        len(tags) == 1 + 7 * count
-        and tags[1:] == _LAYOUT * count
-        and sum(len(d) for d in liste) == 6 * count
-    ):
-        texts = [el.text or "" for el in liste.iter()]
-        fields = [texts[i::7] for i in range(2, 8)]
-        return [
-            _finish([nom, *rest], position)
-            for position, (nom, *rest) in enumerate(zip(*fields, strict=True), 1)
-        ]
-    return _read_entries_generic(liste)
+    start = canonical.find(b"<ListeDomaines>")
+    end = canonical.rfind(b"</ListeDomaines>")
+    if start < 0 or end < 0 or canonical.find(b"<ListeDomaines>", start + 1) >= 0:
+        return None
+    pos = start + len(b"<ListeDomaines>")
+    entries: list[RawEntry] = []
+    for m in _CANONICAL_DOMAINE.finditer(canonical, pos, end):
+        if m.start() != pos:
+            return None
+        pos = m.end()
+        nom, description, dn, responsable, support, updated = m.groups()
+        entries.append(
+            _finish(
+                _text(nom),
+                _text(dn),
+                (description, responsable, support, updated),
+                len(entries) + 1,
+            )
+        )
+    if len(entries) != count or canonical[pos:end].strip():
+        return None
+    return entries
 
 
 def _read_entries_generic(liste: etree._Element) -> list[RawEntry]:
-    """Strict reader for any other layout (optional fields, other order).
+    """Strict tree reader for any other layout (optional fields, other order).
 
     An unknown or nested element, or a repeated field, refuses the whole
     list (the last good copy stays in use) rather than guessing.
     """
     entries: list[RawEntry] = []
     for position, domaine in enumerate(liste, 1):
+        if domaine.tag != _DOMAINE_TAG:
+            raise ListeBlancheError("ListeDomaines may contain Domaine elements only")
         current = ["", "", "", "", "", ""]
         seen: set[int] = set()
         for el in domaine:
@@ -221,16 +260,17 @@ def _read_entries_generic(liste: etree._Element) -> list[RawEntry]:
                 raise ListeBlancheError(f"Domaine #{position}: {_FIELDS[index]} appears twice")
             seen.add(index)
             current[index] = el.text or ""
-        entries.append(_finish(current, position))
+        nom, description, dn, responsable, support, updated = current
+        entries.append(
+            _finish(nom.strip(), dn.strip(), (description, responsable, support, updated), position)
+        )
     return entries
 
 
-def _finish(values: list[str], position: int) -> RawEntry:
-    nom, description, dn, responsable, support, updated = values
-    nom, dn = nom.strip(), dn.strip()
+def _finish(nom: str, dn: str, extra: Extra, position: int) -> RawEntry:
     if not nom or not dn:
         raise ListeBlancheError(f"Domaine #{position}: Nom and DNCertificatOperateur are required")
-    return (nom.lower().rstrip("."), description, dn, responsable, support, updated)
+    return (nom.lower().rstrip("."), dn, extra)
 
 
 def _parse_time(text: str | None, what: str) -> datetime:
@@ -249,7 +289,7 @@ def _index(
     cache: dict[str, str | None] = {}  # 391 distinct DNs for 6,494 entries
     skipped = []
     for entry in entries:
-        domain, dn = entry[0], entry[2]
+        domain, dn = entry[0], entry[1]
         by_domain.setdefault(domain, []).append(entry)
         canonical = cache.get(dn, "")
         if canonical == "":
@@ -312,12 +352,14 @@ def load_verified(
     """
     root = parse_document(data)
     try:
-        signer_chain = verify_enveloped(root)
+        signer_chain, canonical = verify_enveloped(root)
     except SignatureError as exc:
         raise ListeBlancheError(f"liste blanche signature refused: {exc}") from None
     check_signer(signer_chain, at=at, anchors=anchors, expected_signer=expected_signer)
     generated, liste = _check_structure(root)
-    entries = _read_entries(liste)
+    entries = _read_canonical(canonical, len(liste))
+    if entries is None:
+        entries = _read_entries_generic(liste)
     index, info, skipped = _index(entries)
     return ListeBlanche(
         generated_at=generated,

@@ -151,8 +151,10 @@ def _remove_enveloped(signature: etree._Element) -> None:
     parent.remove(signature)
 
 
-def verify_enveloped(root: etree._Element) -> list[x509.Certificate]:
-    """Verify the enveloped signature of ``root``; return the signer chain.
+def verify_enveloped(root: etree._Element) -> tuple[list[x509.Certificate], bytes]:
+    """Verify the enveloped signature of ``root``; return the signer chain
+    and the canonical bytes that were signed (the caller may read them: they
+    are exactly what the digest covers).
 
     Cryptography only: certificate validity, chain and expected subject are
     the caller's business (they depend on the instant and configuration).
@@ -178,4 +180,4 @@ def verify_enveloped(root: etree._Element) -> list[x509.Certificate]:
     content = etree.tostring(root, method="c14n", exclusive=True, with_comments=False)
     if not hmac.compare_digest(hashlib.sha256(content).digest(), digest):
         raise SignatureError("digest mismatch: the document was modified after it was signed")
-    return chain
+    return chain, content
