@@ -22,12 +22,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mssgw.store import Store  # noqa: E402
-from mssgw.store.delivery import LocalTarget  # noqa: E402
-from mssgw.store.mailboxes import NewMailbox  # noqa: E402
-from mssgw.store.models import MailboxType  # noqa: E402
-from tests.conftest import settings_for  # noqa: E402
-from tests.support import postgres  # noqa: E402
+from mssgw.store import Store
+from mssgw.store.delivery import LocalTarget
+from mssgw.store.mailboxes import NewMailbox
+from mssgw.store.models import MailboxType
+from tests.conftest import settings_for
+from tests.support import postgres
 
 SIZE = 4096
 
@@ -67,7 +67,9 @@ async def store_rate(tmp: Path, url: str | None, writers: int, seconds: float) -
     store = await Store.open(settings, check_schema=False)
     await store.upgrade()
     await store.mailboxes.add_domain("bench.mssante.test")
-    await store.mailboxes.add(NewMailbox("bench@bench.mssante.test", MailboxType.PER, "810000000001"))
+    await store.mailboxes.add(
+        NewMailbox("bench@bench.mssante.test", MailboxType.PER, "810000000001")
+    )
     target = [LocalTarget("bench@bench.mssante.test")]
     stop = time.monotonic() + seconds
     counts = [0] * writers
@@ -87,12 +89,16 @@ async def store_rate(tmp: Path, url: str | None, writers: int, seconds: float) -
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--seconds", type=float, default=5.0, help="duration of each measurement")
     parser.add_argument("--no-postgres", action="store_true", help="skip the PostgreSQL runs")
     args = parser.parse_args()
     rows: list[tuple[str, int, float, float]] = []
-    with tempfile.TemporaryDirectory(prefix="mssgw-bench-", dir=os.environ.get("BENCH_DIR")) as base:
+    with tempfile.TemporaryDirectory(
+        prefix="mssgw-bench-", dir=os.environ.get("BENCH_DIR")
+    ) as base:
         root = Path(base)
         baselines = {}
         for writers in (1, 10):
@@ -115,7 +121,9 @@ def main() -> None:
                     rows.append(("postgresql", writers, rate, baselines[writers]))
     print(f"{'backend':<11} {'writers':>7} {'deliveries/s':>13} {'raw fsync/s':>12} {'ratio':>6}")
     for backend, writers, rate, base_rate in rows:
-        print(f"{backend:<11} {writers:>7} {rate:>13.0f} {base_rate:>12.0f} {rate / base_rate:>6.2f}")
+        print(
+            f"{backend:<11} {writers:>7} {rate:>13.0f} {base_rate:>12.0f} {rate / base_rate:>6.2f}"
+        )
 
 
 if __name__ == "__main__":

@@ -29,7 +29,9 @@ ListenerFactory = Callable[["App", ListenerSettings], Awaitable[asyncio.Server]]
 
 
 async def _http_listener(app: App, lst: ListenerSettings) -> asyncio.Server:
-    service = HttpService(app.health, app.metrics, app.client_endpoints(), app.store.mailboxes.hosted_domains)
+    service = HttpService(
+        app.health, app.metrics, app.client_endpoints(), app.store.mailboxes.hosted_domains
+    )
     return await service.serve(lst.address, lst.port)
 
 
@@ -67,7 +69,9 @@ class App:
         self.started_at = time.time()
 
     def client_endpoints(self) -> ClientEndpoints:
-        ports = {name: self.port_of(name) for name in ("imaps", "imap", "submissions", "submission")}
+        ports = {
+            name: self.port_of(name) for name in ("imaps", "imap", "submissions", "submission")
+        }
         return ClientEndpoints(self.settings.gateway.hostname, **ports)
 
     def port_of(self, name: str) -> int | None:
@@ -106,7 +110,9 @@ class App:
                 ) from None
         bound = {name: int(s.sockets[0].getsockname()[1]) for name, s in self.servers.items()}
         for name, port in bound.items():
-            log.info("listener %s on %s:%d", name, getattr(self.settings.listeners, name).address, port)
+            log.info(
+                "listener %s on %s:%d", name, getattr(self.settings.listeners, name).address, port
+            )
         return bound
 
     async def stop(self) -> None:
@@ -130,13 +136,19 @@ class App:
             db = "ok"
         except StoreError as exc:
             db = str(exc)
-        return {"status": "ok" if db == "ok" else "degraded", "database": db, "version": __version__,
-                "uptime_seconds": int(time.time() - self.started_at)}
+        return {
+            "status": "ok" if db == "ok" else "degraded",
+            "database": db,
+            "version": __version__,
+            "uptime_seconds": int(time.time() - self.started_at),
+        }
 
     async def metrics(self) -> str:
         committer = self.store.committer
         lines = [
-            "# HELP mssgw_up 1 when the daemon runs.", "# TYPE mssgw_up gauge", "mssgw_up 1",
+            "# HELP mssgw_up 1 when the daemon runs.",
+            "# TYPE mssgw_up gauge",
+            "mssgw_up 1",
             "# TYPE mssgw_store_commit_batches_total counter",
             f"mssgw_store_commit_batches_total {committer.batches}",
             "# TYPE mssgw_store_commit_units_total counter",

@@ -28,7 +28,9 @@ ENV_PREFIX = "MSSGW_"
 TlsMode = Literal["none", "starttls", "implicit"]
 TlsProfile = Literal["mssante", "modern"]
 
-_DOMAIN_RE = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]{0,62}$")
+_DOMAIN_RE = re.compile(
+    r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]{0,62}$"
+)
 
 
 @dataclass(frozen=True)
@@ -86,20 +88,21 @@ class ListenerSettings:
     tls: TlsMode = "none"
 
 
-def _listener(port: int, tls: TlsMode, enabled: bool = True) -> Any:
-    return field(default_factory=lambda: ListenerSettings(enabled, "0.0.0.0", port, tls))
+def _listener(port: int, tls: TlsMode) -> Callable[[], ListenerSettings]:
+    """Default factory of one listener: every address, its standard port."""
+    return lambda: ListenerSettings(True, "0.0.0.0", port, tls)
 
 
 @dataclass(frozen=True)
 class ListenersSettings:
     """Every listener the daemon may open."""
 
-    mta: ListenerSettings = _listener(25, "starttls")
-    submission: ListenerSettings = _listener(587, "starttls")
-    submissions: ListenerSettings = _listener(465, "implicit")
-    imap: ListenerSettings = _listener(143, "starttls")
-    imaps: ListenerSettings = _listener(993, "implicit")
-    http: ListenerSettings = _listener(8080, "none")
+    mta: ListenerSettings = field(default_factory=_listener(25, "starttls"))
+    submission: ListenerSettings = field(default_factory=_listener(587, "starttls"))
+    submissions: ListenerSettings = field(default_factory=_listener(465, "implicit"))
+    imap: ListenerSettings = field(default_factory=_listener(143, "starttls"))
+    imaps: ListenerSettings = field(default_factory=_listener(993, "implicit"))
+    http: ListenerSettings = field(default_factory=_listener(8080, "none"))
 
 
 @dataclass(frozen=True)
@@ -164,8 +167,7 @@ def load(path: str | os.PathLike[str] | None, env: Mapping[str, str] | None = No
         source = str(path)
         data = _read_toml(Path(path))
     _apply_env(data, env, source)
-    settings = _build(Settings, data, source, ())
-    settings = replace(settings, source=source)
+    settings: Settings = replace(_build(Settings, data, source, ()), source=source)
     _resolve_relative(settings, Path(path).parent if path is not None else Path.cwd())
     validate(settings)
     return settings
@@ -234,7 +236,7 @@ def _listener_defaults(name: str) -> dict[str, Any]:
 
 def _coerce(hint: Any, value: Any, source: str, path: tuple[str, ...]) -> Any:
     key = ".".join(path)
-    if is_dataclass(hint):
+    if isinstance(hint, type) and is_dataclass(hint):
         return _build(hint, value, source, path)
     origin = get_origin(hint)
     if origin is Literal:
@@ -291,9 +293,7 @@ def validate(settings: Settings) -> None:
     src = settings.source
     for domain in settings.gateway.domains:
         if not is_domain(domain):
-            raise ConfigError(
-                f"{src}: gateway.domains: {domain!r} is not a lower-case domain name"
-            )
+            raise ConfigError(f"{src}: gateway.domains: {domain!r} is not a lower-case domain name")
     url = settings.store_url
     if not url.startswith(("sqlite:", "postgresql:", "postgresql+asyncpg:", "postgres:")):
         raise ConfigError(
@@ -310,9 +310,7 @@ def validate(settings: Settings) -> None:
         if not lst.enabled:
             continue
         if not 0 <= lst.port <= 65535:
-            raise ConfigError(
-                f"{src}: listeners.{f.name}.port = {lst.port}: expected 0..65535"
-            )
+            raise ConfigError(f"{src}: listeners.{f.name}.port = {lst.port}: expected 0..65535")
         if lst.port and (lst.address, lst.port) in seen:
             other = seen[(lst.address, lst.port)]
             raise ConfigError(

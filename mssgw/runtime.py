@@ -92,7 +92,9 @@ class TrustSpace:
         values.setdefault("mssgw_liste_blanche_stale", 1.0 if self.listes.is_stale() else 0.0)
         not_after = self.operator_tls.certificate_not_after()
         if not_after is not None:
-            values["mssgw_certificate_expiry_seconds"] = (not_after - datetime.now(UTC)).total_seconds()
+            values["mssgw_certificate_expiry_seconds"] = (
+                not_after - datetime.now(UTC)
+            ).total_seconds()
         return values
 
 
@@ -105,14 +107,26 @@ def build(settings: Settings) -> TrustSpace:
             "(the IGC-Santé certificate of this gateway and the IGC-Santé anchors)"
         )
     files = TlsFiles(tls.certificate, tls.key, tls.anchors, list(tls.crls))
-    relay = TlsFiles(tls.client_certificate or tls.certificate, tls.client_key or tls.key,
-                     tls.anchors, list(tls.crls))
-    operator_tls = ReloadingContext(files, side="server", profile=tls.profile, client_cert="required")
+    relay = TlsFiles(
+        tls.client_certificate or tls.certificate,
+        tls.client_key or tls.key,
+        tls.anchors,
+        list(tls.crls),
+    )
+    operator_tls = ReloadingContext(
+        files, side="server", profile=tls.profile, client_cert="required"
+    )
     client_tls = ReloadingContext(files, side="server", profile=tls.profile, client_cert="optional")
     relay_tls = ReloadingContext(relay, side="client", profile=tls.profile)
-    path = Path(trust.liste_blanche_file) if trust.liste_blanche_file else settings.state_dir / "listeblanche.xml"
+    path = (
+        Path(trust.liste_blanche_file)
+        if trust.liste_blanche_file
+        else settings.state_dir / "listeblanche.xml"
+    )
     listes = ListeBlancheStore(
-        path, anchors=load_certificates(tls.anchors), expected_signer=trust.expected_signer or None,
+        path,
+        anchors=load_certificates(tls.anchors),
+        expected_signer=trust.expected_signer or None,
         max_age=timedelta(hours=trust.max_age_hours),
     )
     try:
@@ -122,6 +136,14 @@ def build(settings: Settings) -> TrustSpace:
         # runs (local delivery, IMAP) and the refresher may bring a good copy.
         log.error("liste blanche %s not usable: %s", path, exc)
     if listes.current is None:
-        log.warning("no valid liste blanche in use: every peer will be refused until one is fetched")
-    refresher = Refresher(listes, trust.liste_blanche_url, trust.refresh_interval) if trust.liste_blanche_url else None
-    return TrustSpace(operator_tls, client_tls, relay_tls, listes, refresher, float(tls.reload_interval))
+        log.warning(
+            "no valid liste blanche in use: every peer will be refused until one is fetched"
+        )
+    refresher = (
+        Refresher(listes, trust.liste_blanche_url, trust.refresh_interval)
+        if trust.liste_blanche_url
+        else None
+    )
+    return TrustSpace(
+        operator_tls, client_tls, relay_tls, listes, refresher, float(tls.reload_interval)
+    )

@@ -57,9 +57,9 @@ def test_example_documents_every_key_and_only_real_ones() -> None:
     for i, line in enumerate(lines):
         if re.match(r"^[a-z_]+ = ", line):
             above = lines[i - 1].strip()
-            assert above.startswith("#") or re.match(r"^[a-z_]+ = ", above) or above.startswith("["), (
-                f"key on line {i + 1} of the example has no comment: {line}"
-            )
+            assert (
+                above.startswith("#") or re.match(r"^[a-z_]+ = ", above) or above.startswith("[")
+            ), f"key on line {i + 1} of the example has no comment: {line}"
 
 
 def test_relative_paths_resolve_from_the_file(tmp_path: Path) -> None:
@@ -72,8 +72,12 @@ def test_relative_paths_resolve_from_the_file(tmp_path: Path) -> None:
 
 def test_environment_overrides(tmp_path: Path) -> None:
     path = _write(tmp_path, "[listeners.imap]\nport = 1143\n")
-    env = {"MSSGW_LISTENERS__IMAP__PORT": "2143", "MSSGW_LOGGING__LEVEL": "debug",
-           "MSSGW_GATEWAY__DOMAINS": '["a.mssante.test"]', "MSSGW_STORE__URL": "postgresql://u@h/db"}
+    env = {
+        "MSSGW_LISTENERS__IMAP__PORT": "2143",
+        "MSSGW_LOGGING__LEVEL": "debug",
+        "MSSGW_GATEWAY__DOMAINS": '["a.mssante.test"]',
+        "MSSGW_STORE__URL": "postgresql://u@h/db",
+    }
     s = config.load(path, env=env)
     assert s.listeners.imap.port == 2143
     assert s.listeners.imap.tls == "starttls"  # the listener's own default kept
@@ -86,8 +90,16 @@ def test_environment_overrides(tmp_path: Path) -> None:
     ("text", "env", "expected"),
     [
         ("[store\n", {}, r"mssgw.toml: invalid TOML"),
-        ("[store]\nbusy_timeout_ms = 'x'\n", {}, r"store.busy_timeout_ms = 'x': expected an integer"),
-        ("[tls]\nprofile = 'tls10'\n", {}, r"tls.profile = 'tls10': expected one of 'mssante', 'modern'"),
+        (
+            "[store]\nbusy_timeout_ms = 'x'\n",
+            {},
+            r"store.busy_timeout_ms = 'x': expected an integer",
+        ),
+        (
+            "[tls]\nprofile = 'tls10'\n",
+            {},
+            r"tls.profile = 'tls10': expected one of 'mssante', 'modern'",
+        ),
         ("[gateway]\nhostnam = 'x'\n", {}, r"unknown key 'gateway.hostnam'"),
         ("[listeners.imap]\nport = 70000\n", {}, r"listeners.imap.port = 70000: expected 0..65535"),
         ("[gateway]\ndomains = ['Bad_Domain']\n", {}, r"gateway.domains: 'Bad_Domain'"),
@@ -98,7 +110,9 @@ def test_environment_overrides(tmp_path: Path) -> None:
         ("[tls]\ncertificate = 'a.pem'\n", {}, r"tls.certificate and tls.key go together"),
     ],
 )
-def test_errors_name_the_key_and_the_value(tmp_path: Path, text: str, env: dict[str, str], expected: str) -> None:
+def test_errors_name_the_key_and_the_value(
+    tmp_path: Path, text: str, env: dict[str, str], expected: str
+) -> None:
     path = _write(tmp_path, text)
     with pytest.raises(ConfigError, match=expected) as info:
         config.load(path, env=env)

@@ -13,17 +13,28 @@ from mssgw.store import Store, gc
 
 def register(sub: Any) -> None:
     db = group(sub, "db", "database schema and store maintenance")
-    up = db.add_parser("upgrade", help="create or upgrade the schema to this version of mssgw",
-                       description="Apply every pending migration (safe to run again).")
+    up = db.add_parser(
+        "upgrade",
+        help="create or upgrade the schema to this version of mssgw",
+        description="Apply every pending migration (safe to run again).",
+    )
     up.set_defaults(handler=upgrade)
     status = db.add_parser("status", help="show the schema revision of the database")
     status.set_defaults(handler=show_status)
-    collect = db.add_parser("gc", help="find and remove orphan blobs",
-                            description="Remove message files that no message or pending "
-                            "queue row references, older than --grace-hours.")
+    collect = db.add_parser(
+        "gc",
+        help="find and remove orphan blobs",
+        description="Remove message files that no message or pending "
+        "queue row references, older than --grace-hours.",
+    )
     collect.add_argument("--dry-run", action="store_true", help="only report what would be removed")
-    collect.add_argument("--grace-hours", type=float, default=1.0, metavar="H",
-                         help="spare files younger than this (default 1)")
+    collect.add_argument(
+        "--grace-hours",
+        type=float,
+        default=1.0,
+        metavar="H",
+        help="spare files younger than this (default 1)",
+    )
     collect.add_argument("--json", action="store_true", help="machine-readable report")
     collect.set_defaults(handler=run_gc)
 
@@ -43,7 +54,8 @@ def upgrade(args: argparse.Namespace) -> int:
     if before == after:
         print(f"{url}: schema already at {','.join(sorted(after))}")
     else:
-        print(f"{url}: schema upgraded from {','.join(sorted(before)) or 'empty'} to {','.join(sorted(after))}")
+        old, new = ",".join(sorted(before)) or "empty", ",".join(sorted(after))
+        print(f"{url}: schema upgraded from {old} to {new}")
     return 0
 
 
@@ -55,21 +67,27 @@ def show_status(args: argparse.Namespace) -> int:
 
     current, heads = with_store(args, work, check_schema=False)
     state = "up to date" if current == heads else "needs 'mssgw db upgrade'"
-    print(f"current={','.join(sorted(current)) or 'none'} expected={','.join(sorted(heads))} ({state})")
+    now, want = ",".join(sorted(current)) or "none", ",".join(sorted(heads))
+    print(f"current={now} expected={want} ({state})")
     return 0 if current == heads else 1
 
 
 def run_gc(args: argparse.Namespace) -> int:
     async def work(store: Store) -> gc.GcReport:
-        return await gc.collect(store, grace=timedelta(hours=args.grace_hours), dry_run=args.dry_run)
+        return await gc.collect(
+            store, grace=timedelta(hours=args.grace_hours), dry_run=args.dry_run
+        )
 
     report = with_store(args, work)
     if args.json:
         print_json(report.__dict__)
         return 0
     verb = "would remove" if args.dry_run else "removed"
-    print(f"{verb} {len(report.orphan_files)} orphan file(s), {len(report.orphan_rows)} orphan row(s), "
-          f"{report.stale_temp} stale temporary file(s); {report.bytes_freed} bytes freed")
+    print(
+        f"{verb} {len(report.orphan_files)} orphan file(s), "
+        f"{len(report.orphan_rows)} orphan row(s), {report.stale_temp} stale temporary file(s); "
+        f"{report.bytes_freed} bytes freed"
+    )
     for blob_id in report.missing_files:
         print(f"warning: blob {blob_id} is referenced but its file is missing")
     return 0

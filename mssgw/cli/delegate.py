@@ -11,8 +11,10 @@ from mssgw.store import Store
 
 def register(sub: Any) -> None:
     dg = group(sub, "delegate", "delegations of organisational (ORG/CAB) mailboxes")
-    for name, text in (("add", "let a professional use the mailbox"),
-                       ("remove", "withdraw a delegation")):
+    for name, text in (
+        ("add", "let a professional use the mailbox"),
+        ("remove", "withdraw a delegation"),
+    ):
         p = dg.add_parser(name, help=text, description=text)
         p.add_argument("address", help="the ORG or CAB mailbox")
         p.add_argument("identity", help="the professional's national id (8+RPPS or 0+ADELI)")

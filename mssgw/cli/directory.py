@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import asdict
 from typing import Any
 
 from mssgw.cli._common import group, print_json, print_table, settings_from, with_store
@@ -154,18 +155,12 @@ def cmd_lookup(args: argparse.Namespace) -> int:
     if entry is None:
         print(f"{args.address}: not in the directory replica", file=sys.stderr)
         return 1
-    values = {k: v for k, v in _fields(entry).items() if v not in ("", False)}
+    values = {k: v for k, v in asdict(entry).items() if v not in ("", False)}
     if args.json:
         print_json(values)
     else:
         print_table(("field", "value"), values.items())
     return 0
-
-
-def _fields(entry: DirectoryEntry) -> dict[str, Any]:
-    from dataclasses import asdict
-
-    return asdict(entry)
 
 
 def cmd_stats(args: argparse.Namespace) -> int:

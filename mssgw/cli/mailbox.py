@@ -14,16 +14,25 @@ from mssgw.store.models import Mailbox, MailboxState
 def register(sub: Any) -> None:
     mb = group(sub, "mailbox", "MSSanté mailboxes (BAL)")
     add = mb.add_parser(
-        "add", help="create a mailbox",
+        "add",
+        help="create a mailbox",
         description="Create a BAL. Its address and type can never change afterwards (BAL-1).",
     )
     add.add_argument("address", help="e.g. jean.dupont@hopital-x.mssante.fr")
     add.add_argument("--type", required=True, metavar="TYPE", help="PER, ORG, APP or CAB")
-    add.add_argument("--owner", required=True, metavar="ID",
-                     help="PER: national id (8+RPPS or 0+ADELI); ORG/APP/CAB: structure id (FINESS/SIRET)")
+    add.add_argument(
+        "--owner",
+        required=True,
+        metavar="ID",
+        help="PER: national id (8+RPPS or 0+ADELI); ORG/APP/CAB: structure id (FINESS/SIRET)",
+    )
     add.add_argument("--name", default="", help="display name")
-    add.add_argument("--structure", default=None, metavar="ID", help="structure a PER mailbox belongs to")
-    add.add_argument("--liste-rouge", action="store_true", help="do not publish in the directory (BAL-2)")
+    add.add_argument(
+        "--structure", default=None, metavar="ID", help="structure a PER mailbox belongs to"
+    )
+    add.add_argument(
+        "--liste-rouge", action="store_true", help="do not publish in the directory (BAL-2)"
+    )
     add.set_defaults(handler=add_mailbox)
 
     lst = mb.add_parser("list", help="list mailboxes")
@@ -49,16 +58,27 @@ def register(sub: Any) -> None:
 
 def _as_dict(m: Mailbox) -> dict[str, Any]:
     return {
-        "address": m.address, "type": m.type, "owner": m.owner_id, "structure": m.structure_id,
-        "name": m.display_name, "state": m.state, "liste_rouge": m.liste_rouge,
-        "last_auth_at": m.last_auth_at, "created_at": m.created_at, "updated_at": m.updated_at,
+        "address": m.address,
+        "type": m.type,
+        "owner": m.owner_id,
+        "structure": m.structure_id,
+        "name": m.display_name,
+        "state": m.state,
+        "liste_rouge": m.liste_rouge,
+        "last_auth_at": m.last_auth_at,
+        "created_at": m.created_at,
+        "updated_at": m.updated_at,
     }
 
 
 def add_mailbox(args: argparse.Namespace) -> int:
     new = NewMailbox(
-        address=args.address, type=parse_type(args.type), owner_id=args.owner,
-        display_name=args.name, structure_id=args.structure, liste_rouge=args.liste_rouge,
+        address=args.address,
+        type=parse_type(args.type),
+        owner_id=args.owner,
+        display_name=args.name,
+        structure_id=args.structure,
+        liste_rouge=args.liste_rouge,
     )
 
     async def work(store: Store) -> Mailbox:

@@ -14,13 +14,17 @@ from mssgw.store.models import Credential
 def register(sub: Any) -> None:
     pw = group(sub, "password", "application passwords for Thunderbird and other clients")
     issue = pw.add_parser(
-        "issue", help="issue a new application password (shown once)",
+        "issue",
+        help="issue a new application password (shown once)",
         description="Issue a password bound to one mailbox. It is printed once and stored hashed "
         "(Argon2id). Issue one per device, so that one can be revoked alone.",
     )
     issue.add_argument("address")
-    issue.add_argument("--identity", metavar="NATIONAL_ID",
-                       help="for ORG/CAB mailboxes: the delegate the password is for")
+    issue.add_argument(
+        "--identity",
+        metavar="NATIONAL_ID",
+        help="for ORG/CAB mailboxes: the delegate the password is for",
+    )
     issue.add_argument("--label", default="", help="what it is for, e.g. 'Thunderbird, office PC'")
     issue.add_argument("--json", action="store_true", help="machine-readable output")
     issue.set_defaults(handler=issue_password)
@@ -41,15 +45,23 @@ def issue_password(args: argparse.Namespace) -> int:
     if args.json:
         print_json(issued.__dict__)
     else:
-        print(f"application password {issued.credential_id} for {issued.address} "
-              f"(identity {issued.identity}); it is shown only now:")
+        print(
+            f"application password {issued.credential_id} for {issued.address} "
+            f"(identity {issued.identity}); it is shown only now:"
+        )
         print(issued.password)
     return 0
 
 
 def _row(c: Credential) -> dict[str, Any]:
-    return {"id": c.id, "identity": c.identity, "label": c.label, "created_at": c.created_at,
-            "last_used_at": c.last_used_at, "revoked_at": c.revoked_at}
+    return {
+        "id": c.id,
+        "identity": c.identity,
+        "label": c.label,
+        "created_at": c.created_at,
+        "last_used_at": c.last_used_at,
+        "revoked_at": c.revoked_at,
+    }
 
 
 def list_passwords(args: argparse.Namespace) -> int:
@@ -62,7 +74,10 @@ def list_passwords(args: argparse.Namespace) -> int:
         return 0
     print_table(
         ("ID", "IDENTITY", "LABEL", "CREATED", "LAST USED", "REVOKED"),
-        [(c.id, c.identity, c.label, _t(c.created_at), _t(c.last_used_at), _t(c.revoked_at)) for c in creds],
+        [
+            (c.id, c.identity, c.label, _t(c.created_at), _t(c.last_used_at), _t(c.revoked_at))
+            for c in creds
+        ],
     )
     return 0
 

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 from pathlib import Path
 from typing import Any
@@ -22,21 +23,33 @@ log = logging.getLogger("mssgw")
 
 def register(sub: Any) -> None:
     p = sub.add_parser(
-        "serve", help="run the gateway daemon",
-        description="Run every configured listener until SIGTERM/SIGINT; SIGHUP reloads certificates "
-        "and lists. With --dev, create (once) and run a complete development trust space on loopback.",
+        "serve",
+        help="run the gateway daemon",
+        description="Run every configured listener until SIGTERM/SIGINT; SIGHUP reloads "
+        "certificates and lists. With --dev, create (once) and run a complete development "
+        "trust space on loopback.",
     )
     p.add_argument("--dev", action="store_true", help="development mode (ignores --config)")
-    p.add_argument("--state", default="var/dev", metavar="DIR", help="dev mode state folder (default var/dev)")
-    p.add_argument("--port-base", type=int, default=dev.DEFAULT_PORT_BASE, metavar="N",
-                   help=f"dev mode: listeners on N+25, N+587, N+465, N+143, N+993, N+80 "
-                   f"(default {dev.DEFAULT_PORT_BASE})")
+    p.add_argument(
+        "--state", default="var/dev", metavar="DIR", help="dev mode state folder (default var/dev)"
+    )
+    p.add_argument(
+        "--port-base",
+        type=int,
+        default=dev.DEFAULT_PORT_BASE,
+        metavar="N",
+        help=f"dev mode: listeners on N+25, N+587, N+465, N+143, N+993, N+80 "
+        f"(default {dev.DEFAULT_PORT_BASE})",
+    )
     p.set_defaults(handler=serve)
 
 
 def serve(args: argparse.Namespace) -> int:
     if args.dev and not 1024 <= args.port_base <= 64000:
-        raise MssgwError(f"--port-base {args.port_base}: expected 1024..64000 (dev listeners use high ports)")
+        raise MssgwError(
+            f"--port-base {args.port_base}: expected 1024..64000 (dev listeners use high ports)"
+        )
+    args.state = os.path.abspath(args.state)
     return asyncio.run(_serve(args))
 
 
@@ -62,9 +75,14 @@ async def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _announce_dev(args: argparse.Namespace, settings: Settings, store: Store, pki: dict[str, Any],
-                        ports: dict[str, int]) -> None:
-    state = Path(args.state).resolve()
+async def _announce_dev(
+    args: argparse.Namespace,
+    settings: Settings,
+    store: Store,
+    pki: dict[str, Any],
+    ports: dict[str, int],
+) -> None:
+    state = Path(args.state)
     domain = pki["operators"][0]["domain"]
     users = await dev.ensure_demo_data(store, domain, pki, state / "users.json")
     path = dev.write_dev_json(state, ports, pki, users, state / "mssgw.toml")

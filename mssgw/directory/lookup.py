@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Protocol
 
 from mssgw.directory.base import DirectoryError
 from mssgw.directory.entry import DirectoryEntry, normalise_address
@@ -23,18 +23,15 @@ from mssgw.directory.settings import DirectorySettings
 
 
 class DirectoryUnavailable(DirectoryError):
-    """The replica did not answer in time: a temporary failure (451 4.4.3)."""
+    """The replica did not answer in time: a temporary failure.
+
+    Policy (which sits above this package and so is not imported here) turns
+    it into ``Decision.tempfail(exc.code, exc.enhanced, str(exc))``, i.e.
+    ``451 4.4.3``.
+    """
 
     code = 451
     enhanced = "4.4.3"
-
-    def decision(self) -> Any:
-        """``Decision.tempfail(451, "4.4.3", reason)`` when policy has it, else a tuple."""
-        try:
-            from mssgw.policy.decision import Decision  # type: ignore[import-not-found]
-        except ImportError:
-            return (self.code, self.enhanced, str(self))
-        return Decision.tempfail(self.code, self.enhanced, str(self))
 
 
 class LookupBackend(Protocol):

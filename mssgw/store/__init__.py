@@ -37,8 +37,14 @@ class Store:
     """Facade over the database and blob folder.  Open with ``await Store.open(settings)``."""
 
     def __init__(
-        self, reader: AsyncEngine, writer: AsyncEngine, blobs: BlobStore, *, url: str,
-        group_commit_max: int = 64, busy_timeout_ms: int = 5000,
+        self,
+        reader: AsyncEngine,
+        writer: AsyncEngine,
+        blobs: BlobStore,
+        *,
+        url: str,
+        group_commit_max: int = 64,
+        busy_timeout_ms: int = 5000,
     ) -> None:
         from mssgw.store.credentials import Credentials
         from mssgw.store.delivery import Messages
@@ -54,7 +60,8 @@ class Store:
         self.write_sessionmaker = async_sessionmaker(writer, expire_on_commit=False)
         if is_sqlite(url):
             self.committer = GroupCommitter(
-                max_batch=group_commit_max, sync_engine=create_sync_sqlite_writer(url, busy_timeout_ms=busy_timeout_ms)
+                max_batch=group_commit_max,
+                sync_engine=create_sync_sqlite_writer(url, busy_timeout_ms=busy_timeout_ms),
             )
         else:
             self.committer = GroupCommitter(max_batch=group_commit_max, async_engine=writer)
@@ -81,9 +88,14 @@ class Store:
         reader, writer = create_engines(
             url, busy_timeout_ms=settings.store.busy_timeout_ms, pool_size=settings.store.pool_size
         )
-        store = cls(reader, writer, BlobStore(settings.blob_dir), url=url,
-                    group_commit_max=settings.store.group_commit_max,
-                    busy_timeout_ms=settings.store.busy_timeout_ms)
+        store = cls(
+            reader,
+            writer,
+            BlobStore(settings.blob_dir),
+            url=url,
+            group_commit_max=settings.store.group_commit_max,
+            busy_timeout_ms=settings.store.busy_timeout_ms,
+        )
         try:
             await store.ping()
             if check_schema:
@@ -99,7 +111,9 @@ class Store:
             async with self.engine.connect() as conn:
                 await conn.execute(text("SELECT 1"))
         except (OperationalError, DBAPIError, OSError) as exc:
-            raise StoreUnavailable(f"database {self.display_url} unreachable: {_short(exc)}") from None
+            raise StoreUnavailable(
+                f"database {self.display_url} unreachable: {_short(exc)}"
+            ) from None
 
     async def upgrade(self) -> tuple[set[str], set[str]]:
         return await schema.upgrade(self.write_engine)
@@ -131,7 +145,9 @@ def _ensure_sqlite_parent(url: str) -> None:
         try:
             Path(database).parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise StoreUnavailable(f"{database}: cannot create its folder: {exc.strerror}") from None
+            raise StoreUnavailable(
+                f"{database}: cannot create its folder: {exc.strerror}"
+            ) from None
 
 
 def _short(exc: BaseException) -> str:

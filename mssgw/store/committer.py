@@ -60,14 +60,21 @@ class GroupCommitter:
     ``async_engine`` (PostgreSQL).
     """
 
-    def __init__(self, *, max_batch: int, sync_engine: Engine | None = None,
-                 async_engine: AsyncEngine | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        max_batch: int,
+        sync_engine: Engine | None = None,
+        async_engine: AsyncEngine | None = None,
+    ) -> None:
         if (sync_engine is None) == (async_engine is None):
             raise ValueError("give exactly one of sync_engine and async_engine")
         self.max_batch = max_batch
         self.sync_engine = sync_engine
         self.async_engine = async_engine
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix="mssgw-commit") if sync_engine else None
+        self._executor = (
+            ThreadPoolExecutor(1, thread_name_prefix="mssgw-commit") if sync_engine else None
+        )
         self._pending: list[_Unit] = []
         self._wakeup: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
@@ -131,7 +138,9 @@ class GroupCommitter:
             return True
         except Exception as exc:  # COMMIT (or an fsync) failed: nothing of the batch is visible
             log.error("store commit failed for %d change(s): %s", len(batch), type(exc).__name__)
-            failure = exc if isinstance(exc, StoreError) else StoreError(f"commit failed: {_brief(exc)}")
+            failure = (
+                exc if isinstance(exc, StoreError) else StoreError(f"commit failed: {_brief(exc)}")
+            )
             for unit in batch:
                 _settle(unit.future, error=failure)
             return True
@@ -180,7 +189,9 @@ def fsync_dirs(dirs: Iterable[Path]) -> None:
             os.close(fd)
 
 
-def _settle(future: asyncio.Future[Any], *, result: Any = None, error: BaseException | None = None) -> None:
+def _settle(
+    future: asyncio.Future[Any], *, result: Any = None, error: BaseException | None = None
+) -> None:
     if future.done():
         return
     if error is not None:

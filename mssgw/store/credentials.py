@@ -69,7 +69,9 @@ class Credentials:
     def __init__(self, store: Store) -> None:
         self.store = store
 
-    async def issue(self, address: str, *, identity: str | None = None, label: str = "") -> IssuedPassword:
+    async def issue(
+        self, address: str, *, identity: str | None = None, label: str = ""
+    ) -> IssuedPassword:
         address = address.strip().lower()
         password = generate()
         digest = await asyncio.to_thread(_HASHER.hash, canonical(password))
@@ -78,11 +80,17 @@ class Credentials:
             if mailbox is None:
                 raise NotFound(f"no mailbox {address}")
             if mailbox.state != MailboxState.ACTIVE.value:
-                raise Conflict(f"mailbox {address} is {mailbox.state}; no password can be issued for it")
+                raise Conflict(
+                    f"mailbox {address} is {mailbox.state}; no password can be issued for it"
+                )
             who = await _holder(s, mailbox, identity)
             cred = Credential(
-                mailbox_id=mailbox.id, identity=who, label=label,
-                prefix=canonical(password)[:PREFIX_LEN], hash=digest, created_at=now(),
+                mailbox_id=mailbox.id,
+                identity=who,
+                label=label,
+                prefix=canonical(password)[:PREFIX_LEN],
+                hash=digest,
+                created_at=now(),
             )
             s.add(cred)
             await s.flush()
@@ -94,7 +102,11 @@ class Credentials:
             mailbox = await s.scalar(select(Mailbox).where(Mailbox.address == address))
             if mailbox is None:
                 raise NotFound(f"no mailbox {address}")
-            query = select(Credential).where(Credential.mailbox_id == mailbox.id).order_by(Credential.id)
+            query = (
+                select(Credential)
+                .where(Credential.mailbox_id == mailbox.id)
+                .order_by(Credential.id)
+            )
             return (await s.scalars(query)).all()
 
     async def revoke(self, credential_id: int) -> Credential:
@@ -148,11 +160,13 @@ async def _holder(s: AsyncSession, mailbox: Mailbox, identity: str | None) -> st
         return mailbox.owner_id
     if not identity:
         raise Conflict(
-            f"{mailbox.address} is an {mailbox.type} mailbox: say which delegate the password is for "
-            "with --identity NATIONAL_ID"
+            f"{mailbox.address} is an {mailbox.type} mailbox: say which delegate the password "
+            "is for with --identity NATIONAL_ID"
         )
     delegated = await s.scalar(
-        select(Delegation).where(Delegation.mailbox_id == mailbox.id, Delegation.identity == identity)
+        select(Delegation).where(
+            Delegation.mailbox_id == mailbox.id, Delegation.identity == identity
+        )
     )
     if delegated is None:
         raise Conflict(

@@ -35,11 +35,15 @@ def is_sqlite(url: str) -> bool:
     return make_url(url).get_backend_name() == "sqlite"
 
 
-def create_engines(url: str, *, busy_timeout_ms: int, pool_size: int) -> tuple[AsyncEngine, AsyncEngine]:
+def create_engines(
+    url: str, *, busy_timeout_ms: int, pool_size: int
+) -> tuple[AsyncEngine, AsyncEngine]:
     """Return ``(reader, writer)`` engines for ``url``."""
     target = async_url(url)
     if not is_sqlite(url):
-        engine = create_async_engine(target, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+        engine = create_async_engine(
+            target, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
+        )
         return engine, engine
     reader = create_async_engine(target, pool_size=pool_size, max_overflow=0)
     writer = create_async_engine(target, pool_size=1, max_overflow=0)
@@ -55,7 +59,9 @@ def create_sync_sqlite_writer(url: str, *, busy_timeout_ms: int) -> Engine:
     the event loop; the committer instead runs a whole batch in one hop, on
     the plain ``sqlite3`` driver.
     """
-    engine = create_engine(str(make_url(url).set(drivername="sqlite+pysqlite")), poolclass=SingletonThreadPool)
+    engine = create_engine(
+        str(make_url(url).set(drivername="sqlite+pysqlite")), poolclass=SingletonThreadPool
+    )
     _sqlite_setup(engine, busy_timeout_ms, begin="BEGIN IMMEDIATE")
     return engine
 

@@ -12,25 +12,37 @@ from __future__ import annotations
 
 import asyncio
 import email.parser
-import io
 import email.policy
+import io
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, BinaryIO
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import Connection, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy import Connection
 
 from mssgw.errors import Conflict, NotFound
 from mssgw.store.blobs import BlobRef
 from mssgw.store.folders import INBOX, allocate, folder_by_name
-from mssgw.store.models import Blob, Flag, Folder, Mailbox, MailboxState, Message, QueueEntry, QueueState
+from mssgw.store.models import (
+    Blob,
+    Flag,
+    Folder,
+    Mailbox,
+    MailboxState,
+    Message,
+    QueueEntry,
+    QueueState,
+    table,
+)
 from mssgw.store.timeutil import now
 
 if TYPE_CHECKING:
     from mssgw.store import Store
+
+
+NO_FLAGS = Flag(0)
 
 
 @dataclass(frozen=True)
@@ -39,7 +51,7 @@ class LocalTarget:
 
     address: str
     folder: str = INBOX
-    flags: Flag = Flag(0)
+    flags: Flag = NO_FLAGS
     keywords: tuple[str, ...] = ()
 
 
@@ -119,16 +131,23 @@ class Messages:
         folder = self.store.blobs.path(blob.id).parent
         return await self.store.committer.run(work, sync_dirs=[folder])
 
-    def _write_blob(self, data: bytes | BinaryIO, meta: MessageMeta | None) -> tuple[BlobRef, MessageMeta]:
-        """In a worker thread: the file (fsynced; its folder is synced with the batch) and its metadata."""
+    def _write_blob(
+        self, data: bytes | BinaryIO, meta: MessageMeta | None
+    ) -> tuple[BlobRef, MessageMeta]:
+        """In a worker thread: the file (fsynced; its folder is synced with the batch)
+        and its metadata."""
         blob = self.store.blobs.put_sync(data, sync_dir=False)
         if meta is None:
-            meta = header_meta(io.BytesIO(data) if isinstance(data, bytes) else self.store.blobs.open(blob.id))
+            meta = header_meta(
+                io.BytesIO(data) if isinstance(data, bytes) else self.store.blobs.open(blob.id)
+            )
         return blob, meta
 
     async def uids(self, folder_id: int) -> list[int]:
         async with self.store.read() as s:
-            rows = await s.scalars(select(Message.uid).where(Message.folder_id == folder_id).order_by(Message.uid))
+            rows = await s.scalars(
+                select(Message.uid).where(Message.folder_id == folder_id).order_by(Message.uid)
+            )
             return list(rows.all())
 
     async def folder(self, address: str, name: str = INBOX) -> Folder:
@@ -146,7 +165,9 @@ class Messages:
 
         def work(conn: Connection) -> int:
             result = conn.execute(
-                delete(_MESSAGES).where(_MESSAGES.c.folder_id == folder_id, _MESSAGES.c.uid.in_(list(uids)))
+                delete(_MESSAGES).where(
+                    _MESSAGES.c.folder_id == folder_id, _MESSAGES.c.uid.in_(list(uids))
+                )
             )
             if result.rowcount:
                 allocate(conn, folder_id, 0)
@@ -173,21 +194,25 @@ class Messages:
 
 # Core statements on the tables, not ORM: a delivery is on the hot path and the
 # ORM's unit of work (autoflush, identity map sync) costs more than the SQL.
-_BLOBS = Blob.__table__
-_MAILBOXES = Mailbox.__table__
-_FOLDERS = Folder.__table__
-_MESSAGES = Message.__table__
-_QUEUE = QueueEntry.__table__
+_BLOBS = table(Blob)
+_MAILBOXES = table(Mailbox)
+_FOLDERS = table(Folder)
+_MESSAGES = table(Message)
+_QUEUE = table(QueueEntry)
 
 
 def _insert_blob(conn: Connection, blob: BlobRef) -> None:
     """Insert the blob row unless it exists (identical bytes delivered before)."""
     values = {"id": blob.id, "size": blob.size, "created_at": now()}
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    conn.execute(dialect.insert(_BLOBS).values(values).on_conflict_do_nothing(index_elements=["id"]))
+    conn.execute(
+        dialect.insert(_BLOBS).values(values).on_conflict_do_nothing(index_elements=["id"])
+    )
 
 
-def _file(conn: Connection, blob: BlobRef, target: LocalTarget, when: datetime, meta: MessageMeta) -> StoredCopy:
+def _file(
+    conn: Connection, blob: BlobRef, target: LocalTarget, when: datetime, meta: MessageMeta
+) -> StoredCopy:
     address = target.address.lower()
     name = INBOX if target.folder.upper() == INBOX else target.folder
     row = conn.execute(
@@ -206,9 +231,17 @@ def _file(conn: Connection, blob: BlobRef, target: LocalTarget, when: datetime, 
     alloc = allocate(conn, folder_id)
     conn.execute(
         _MESSAGES.insert().values(
-            folder_id=folder_id, uid=alloc.uid, modseq=alloc.modseq, flags=int(target.flags),
-            keywords=" ".join(target.keywords), internaldate=when, size=blob.size, blob_id=blob.id,
-            message_id=meta.message_id, envelope=meta.envelope, bodystructure=meta.bodystructure,
+            folder_id=folder_id,
+            uid=alloc.uid,
+            modseq=alloc.modseq,
+            flags=int(target.flags),
+            keywords=" ".join(target.keywords),
+            internaldate=when,
+            size=blob.size,
+            blob_id=blob.id,
+            message_id=meta.message_id,
+            envelope=meta.envelope,
+            bodystructure=meta.bodystructure,
             header_size=meta.header_size,
         )
     )
@@ -220,9 +253,19 @@ def _queue(conn: Connection, blob: BlobRef, envelope: Envelope, target: RemoteTa
     result = conn.execute(
         _QUEUE.insert()
         .values(
-            blob_id=blob.id, sender=envelope.sender, recipient=target.recipient, envid=envelope.envid,
-            ret=envelope.ret, notify=target.notify, orcpt=target.orcpt, state=QueueState.QUEUED.value,
-            attempts=0, next_attempt_at=stamp, delay_notified=False, created_at=stamp, updated_at=stamp,
+            blob_id=blob.id,
+            sender=envelope.sender,
+            recipient=target.recipient,
+            envid=envelope.envid,
+            ret=envelope.ret,
+            notify=target.notify,
+            orcpt=target.orcpt,
+            state=QueueState.QUEUED.value,
+            attempts=0,
+            next_attempt_at=stamp,
+            delay_notified=False,
+            created_at=stamp,
+            updated_at=stamp,
         )
         .returning(_QUEUE.c.id)
     )
@@ -239,4 +282,6 @@ def header_meta(f: BinaryIO) -> MessageMeta:
                 break
     parsed = email.parser.BytesHeaderParser(policy=email.policy.compat32).parsebytes(bytes(head))
     message_id = parsed.get("Message-ID")
-    return MessageMeta(message_id=str(message_id).strip() if message_id else None, header_size=len(head))
+    return MessageMeta(
+        message_id=str(message_id).strip() if message_id else None, header_size=len(head)
+    )

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from sqlalchemy import Connection, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from mssgw.store.models import Folder
+from mssgw.store.models import Folder, table
 from mssgw.store.timeutil import now
 
 INBOX = "INBOX"
@@ -46,11 +46,19 @@ async def create_default_folders(s: AsyncSession, mailbox_id: int) -> None:
 async def create_folder(
     s: AsyncSession, mailbox_id: int, name: str, *, special_use: str | None = None
 ) -> Folder:
-    used = await s.scalar(select(func.max(Folder.uidvalidity)).where(Folder.mailbox_id == mailbox_id))
+    used = await s.scalar(
+        select(func.max(Folder.uidvalidity)).where(Folder.mailbox_id == mailbox_id)
+    )
     uidvalidity = max(int(time.time()), (used or 0) + 1) & 0xFFFFFFFF
     folder = Folder(
-        mailbox_id=mailbox_id, name=name, special_use=special_use, uidvalidity=uidvalidity,
-        uidnext=1, highestmodseq=1, subscribed=True, created_at=now(),
+        mailbox_id=mailbox_id,
+        name=name,
+        special_use=special_use,
+        uidvalidity=uidvalidity,
+        uidnext=1,
+        highestmodseq=1,
+        subscribed=True,
+        created_at=now(),
     )
     s.add(folder)
     await s.flush()
@@ -60,11 +68,15 @@ async def create_folder(
 async def folder_by_name(s: AsyncSession, mailbox_id: int, name: str) -> Folder | None:
     if name.upper() == INBOX:
         name = INBOX
-    return await s.scalar(select(Folder).where(Folder.mailbox_id == mailbox_id, Folder.name == name))
+    return await s.scalar(
+        select(Folder).where(Folder.mailbox_id == mailbox_id, Folder.name == name)
+    )
 
 
 async def folders_of(s: AsyncSession, mailbox_id: int) -> Sequence[Folder]:
-    return (await s.scalars(select(Folder).where(Folder.mailbox_id == mailbox_id).order_by(Folder.name))).all()
+    return (
+        await s.scalars(select(Folder).where(Folder.mailbox_id == mailbox_id).order_by(Folder.name))
+    ).all()
 
 
 def allocate(conn: Connection, folder_id: int, count: int = 1) -> Allocation:
@@ -77,7 +89,7 @@ def allocate(conn: Connection, folder_id: int, count: int = 1) -> Allocation:
     expunge or a crash (an aborted transaction gives its UIDs back, which is
     fine: nobody ever saw them).
     """
-    folders = Folder.__table__  # Core, not ORM: no identity-map synchronisation on the hot path
+    folders = table(Folder)  # Core, not ORM: no identity-map synchronisation on the hot path
     result = conn.execute(
         update(folders)
         .where(folders.c.id == folder_id)

@@ -33,12 +33,16 @@ class GcReport:
     bytes_freed: int = 0
 
 
-async def collect(store: Store, *, grace: timedelta = timedelta(hours=1), dry_run: bool = False) -> GcReport:
+async def collect(
+    store: Store, *, grace: timedelta = timedelta(hours=1), dry_run: bool = False
+) -> GcReport:
     report = GcReport()
     cutoff = time.time() - grace.total_seconds()
     referenced = union(
         select(Message.blob_id),
-        select(QueueEntry.blob_id).where(QueueEntry.state.in_([QueueState.QUEUED.value, QueueState.HELD.value])),
+        select(QueueEntry.blob_id).where(
+            QueueEntry.state.in_([QueueState.QUEUED.value, QueueState.HELD.value])
+        ),
     )
     async with store.read() as s:
         used = set((await s.scalars(select(referenced.subquery().c[0]))).all())
@@ -47,7 +51,9 @@ async def collect(store: Store, *, grace: timedelta = timedelta(hours=1), dry_ru
         if blob_id not in used and mtime < cutoff:
             report.orphan_files.append(blob_id)
     row_cutoff = now() - grace
-    report.orphan_rows = sorted(b for b, row in rows.items() if b not in used and row.created_at < row_cutoff)
+    report.orphan_rows = sorted(
+        b for b, row in rows.items() if b not in used and row.created_at < row_cutoff
+    )
     report.missing_files = sorted(b for b in used if not store.blobs.exists(b))
     temps = [p for p, mtime in store.blobs.iter_temp() if mtime < cutoff]
     report.stale_temp = len(temps)

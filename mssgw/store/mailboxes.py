@@ -7,6 +7,7 @@ a mailbox is active, suspended, or deleted; a deleted mailbox keeps its row
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -18,8 +19,8 @@ from mssgw.address import domain_of, normalise
 from mssgw.config import is_domain
 from mssgw.errors import Conflict, NotFound, StoreError
 from mssgw.store.folders import create_default_folders
-from mssgw.store.timeutil import now
 from mssgw.store.models import Delegation, Domain, Mailbox, MailboxState, MailboxType
+from mssgw.store.timeutil import now
 
 if TYPE_CHECKING:
     from mssgw.store import Store
@@ -102,13 +103,21 @@ class Mailboxes:
             existing = await _mailbox(s, address)
             if existing is not None:
                 state = "" if existing.state == "active" else f" ({existing.state})"
-                raise Conflict(f"mailbox {address} already exists{state}; addresses are never reused")
+                raise Conflict(
+                    f"mailbox {address} already exists{state}; addresses are never reused"
+                )
             stamp = now()
             mailbox = Mailbox(
-                address=address, domain_id=domain.id, type=new.type.value, owner_id=owner,
-                structure_id=new.structure_id, display_name=new.display_name,
-                state=MailboxState.ACTIVE.value, liste_rouge=new.liste_rouge,
-                created_at=stamp, updated_at=stamp,
+                address=address,
+                domain_id=domain.id,
+                type=new.type.value,
+                owner_id=owner,
+                structure_id=new.structure_id,
+                display_name=new.display_name,
+                state=MailboxState.ACTIVE.value,
+                liste_rouge=new.liste_rouge,
+                created_at=stamp,
+                updated_at=stamp,
             )
             s.add(mailbox)
             await s.flush()
@@ -126,10 +135,14 @@ class Mailboxes:
         async with self.store.read() as s:
             return await _mailbox(s, address.strip().lower())
 
-    async def list(self, *, domain: str | None = None, include_deleted: bool = False) -> Sequence[Mailbox]:
+    async def list(
+        self, *, domain: str | None = None, include_deleted: bool = False
+    ) -> Sequence[Mailbox]:
         query = select(Mailbox).order_by(Mailbox.address)
         if domain:
-            query = query.join(Domain, Domain.id == Mailbox.domain_id).where(Domain.name == domain.lower())
+            query = query.join(Domain, Domain.id == Mailbox.domain_id).where(
+                Domain.name == domain.lower()
+            )
         if not include_deleted:
             query = query.where(Mailbox.state != MailboxState.DELETED.value)
         async with self.store.read() as s:
@@ -160,7 +173,9 @@ class Mailboxes:
                     "are delegated (SPEC BAL-3)"
                 )
             found = await s.scalar(
-                select(Delegation).where(Delegation.mailbox_id == mailbox.id, Delegation.identity == identity)
+                select(Delegation).where(
+                    Delegation.mailbox_id == mailbox.id, Delegation.identity == identity
+                )
             )
             if found is not None:
                 raise Conflict(f"{identity} is already delegated to {mailbox.address}")
@@ -170,19 +185,23 @@ class Mailboxes:
         async with self.store.write() as s:
             mailbox = await _live_mailbox(s, address)
             found = await s.scalar(
-                select(Delegation).where(Delegation.mailbox_id == mailbox.id, Delegation.identity == identity)
+                select(Delegation).where(
+                    Delegation.mailbox_id == mailbox.id, Delegation.identity == identity
+                )
             )
             if found is None:
                 raise NotFound(f"{identity} is not delegated to {mailbox.address}")
             await s.delete(found)
 
-    async def delegates(self, address: str) -> list[str]:
+    async def delegates(self, address: str) -> builtins.list[str]:
         async with self.store.read() as s:
             mailbox = await _mailbox(s, address.strip().lower())
             if mailbox is None:
                 raise NotFound(f"no mailbox {address}")
             rows = await s.scalars(
-                select(Delegation.identity).where(Delegation.mailbox_id == mailbox.id).order_by(Delegation.identity)
+                select(Delegation.identity)
+                .where(Delegation.mailbox_id == mailbox.id)
+                .order_by(Delegation.identity)
             )
             return list(rows.all())
 

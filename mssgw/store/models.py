@@ -11,7 +11,10 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
+from typing import cast
+
 from sqlalchemy import (
+    Table,
     BigInteger,
     Boolean,
     CheckConstraint,
@@ -231,3 +234,8 @@ class Trace(Base):
     result: Mapped[str] = mapped_column(String(16))
     code: Mapped[str | None] = mapped_column(String(20))
     reason: Mapped[str | None] = mapped_column(Text)
+
+
+def table(model: type[Base]) -> Table:
+    """The Core ``Table`` of a model, for hot paths written as Core statements."""
+    return cast(Table, model.__table__)

@@ -9,6 +9,7 @@ exclusive already.
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
@@ -33,8 +34,14 @@ class Queue:
         async with self.store.read() as s:
             return (await s.scalars(query)).all()
 
-    async def claim(self, worker: str, *, limit: int = 10, lease: timedelta = timedelta(minutes=10),
-                    at: datetime | None = None) -> list[QueueEntry]:
+    async def claim(
+        self,
+        worker: str,
+        *,
+        limit: int = 10,
+        lease: timedelta = timedelta(minutes=10),
+        at: datetime | None = None,
+    ) -> builtins.list[QueueEntry]:
         """Lease up to ``limit`` due rows to ``worker``."""
         stamp = at or now()
         query = (

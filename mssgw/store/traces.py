@@ -11,10 +11,9 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Literal
 
-from sqlalchemy import delete, select
-from sqlalchemy import Connection
+from sqlalchemy import Connection, delete, select
 
-from mssgw.store.models import Trace
+from mssgw.store.models import Trace, table
 from mssgw.store.timeutil import now
 
 if TYPE_CHECKING:
@@ -47,19 +46,25 @@ class Traces:
         stamp = at or now()
 
         def work(conn: Connection) -> None:
-            conn.execute(Trace.__table__.insert().values(at=stamp, **asdict(record)))
+            conn.execute(table(Trace).insert().values(at=stamp, **asdict(record)))
 
         await self.store.committer.run(work)
 
-    async def recent(self, limit: int = 100, *, category: Category | None = None) -> Sequence[Trace]:
+    async def recent(
+        self, limit: int = 100, *, category: Category | None = None
+    ) -> Sequence[Trace]:
         query = select(Trace).order_by(Trace.id.desc()).limit(limit)
         if category:
             query = query.where(Trace.category == category)
         async with self.store.read() as s:
             return (await s.scalars(query)).all()
 
-    async def purge(self, category: Category, keep: timedelta, *, at: datetime | None = None) -> int:
+    async def purge(
+        self, category: Category, keep: timedelta, *, at: datetime | None = None
+    ) -> int:
         cutoff = (at or now()) - keep
         async with self.store.write() as s:
-            result = await s.execute(delete(Trace).where(Trace.category == category, Trace.at < cutoff))
+            result = await s.execute(
+                delete(Trace).where(Trace.category == category, Trace.at < cutoff)
+            )
             return int(getattr(result, "rowcount", 0) or 0)

@@ -22,6 +22,7 @@ Canonical form (our choice, documented in docs/trust.md):
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from collections.abc import Sequence
@@ -80,6 +81,7 @@ _SPACES = re.compile(r"\s+")
 _HEX2 = re.compile(r"[0-9A-Fa-f]{2}")
 
 
+@functools.lru_cache(maxsize=256)
 def canonical_type(name: str) -> str:
     """Fold an attribute type name or dotted OID to its canonical short name."""
     name = name.strip()
@@ -97,8 +99,13 @@ def canonical_value(value: str) -> str:
     return _SPACES.sub(" ", unicodedata.normalize("NFC", value)).strip()
 
 
+_NEEDS_ESCAPE = re.compile(r'[,+"\\<>;\x00]|^[# ]| $')
+
+
 def _escape(value: str) -> str:
     """Escape per RFC 4514 §2.4 so the canonical string parses back."""
+    if not _NEEDS_ESCAPE.search(value):
+        return value
     out = []
     for i, ch in enumerate(value):
         if ch in ',+"\\<>;' or (i == 0 and ch in "# ") or (i == len(value) - 1 and ch == " "):

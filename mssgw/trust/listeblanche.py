@@ -222,19 +222,20 @@ def _read_canonical(canonical: bytes, count: int) -> list[RawEntry] | None:
         return None
     pos = start + len(b"<ListeDomaines>")
     entries: list[RawEntry] = []
+    append = entries.append
     for m in _CANONICAL_DOMAINE.finditer(canonical, pos, end):
         if m.start() != pos:
             return None
         pos = m.end()
         nom, description, dn, responsable, support, updated = m.groups()
-        entries.append(
-            _finish(
-                _text(nom),
-                _text(dn),
-                (description, responsable, support, updated),
-                len(entries) + 1,
+        # Inline fast decode (this loop runs 6,500 times per load).
+        name = nom.decode().strip() if b"&" not in nom else _text(nom)
+        subject = dn.decode().strip() if b"&" not in dn else _text(dn)
+        if not name or not subject:
+            raise ListeBlancheError(
+                f"Domaine #{len(entries) + 1}: Nom and DNCertificatOperateur are required"
             )
-        )
+        append((name.lower().rstrip("."), subject, (description, responsable, support, updated)))
     if len(entries) != count or canonical[pos:end].strip():
         return None
     return entries

@@ -27,7 +27,13 @@ class Response:
     content_type: str = "text/plain; charset=utf-8"
 
 
-REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed", 503: "Service Unavailable"}
+REASONS = {
+    200: "OK",
+    400: "Bad Request",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    503: "Service Unavailable",
+}
 
 
 def parse_request_line(head: bytes) -> tuple[str, str]:
@@ -83,7 +89,9 @@ class HttpService:
         hosted = await self.hosted()
         if domain not in hosted:
             return Response(404, b"unknown domain\n")
-        return Response(200, autoconfig_xml(domain, self.endpoints), "application/xml; charset=utf-8")
+        return Response(
+            200, autoconfig_xml(domain, self.endpoints), "application/xml; charset=utf-8"
+        )
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:

@@ -55,19 +55,33 @@ def test_every_command_has_help(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_mailbox_lifecycle_through_the_cli(cfg: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert run(capsys, "domain", "add", D)[1] == f"domain {D} added\n"
-    code, out, _ = run(capsys, "mailbox", "add", f"jean@{D}", "--type", "per", "--owner", "810012345678",
-                       "--name", "Dr Jean")
+    code, out, _ = run(
+        capsys,
+        "mailbox",
+        "add",
+        f"jean@{D}",
+        "--type",
+        "per",
+        "--owner",
+        "810012345678",
+        "--name",
+        "Dr Jean",
+    )
     assert code == 0 and f"jean@{D} (PER) created" in out
     run(capsys, "mailbox", "add", f"secretariat@{D}", "--type", "ORG", "--owner", "1750000001")
     assert run(capsys, "delegate", "add", f"secretariat@{D}", "810012345678")[0] == 0
-    code, out, _ = run(capsys, "password", "issue", f"secretariat@{D}", "--identity", "810012345678", "--json")
+    code, out, _ = run(
+        capsys, "password", "issue", f"secretariat@{D}", "--identity", "810012345678", "--json"
+    )
     issued = json.loads(out)
     assert code == 0 and issued["identity"] == "810012345678" and len(issued["password"]) == 29
     code, out, _ = run(capsys, "mailbox", "list", "--json")
     assert [m["address"] for m in json.loads(out)] == [f"jean@{D}", f"secretariat@{D}"]
     code, out, _ = run(capsys, "mailbox", "show", f"secretariat@{D}")
     assert "delegates:        810012345678" in out and "active_passwords: 1" in out
-    assert run(capsys, "mailbox", "suspend", f"jean@{D}")[1] == f"mailbox jean@{D} is now suspended\n"
+    assert (
+        run(capsys, "mailbox", "suspend", f"jean@{D}")[1] == f"mailbox jean@{D} is now suspended\n"
+    )
     code, out, _ = run(capsys, "password", "list", f"secretariat@{D}")
     assert out.splitlines()[0].split()[:3] == ["ID", "IDENTITY", "LABEL"]
     assert run(capsys, "password", "revoke", str(issued["credential_id"]))[0] == 0
@@ -78,9 +92,18 @@ def test_mailbox_lifecycle_through_the_cli(cfg: Path, capsys: pytest.CaptureFixt
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["mailbox", "add", f"x@{D}", "--type", "XYZ", "--owner", "1"], "unknown mailbox type 'XYZ'"),
-        (["mailbox", "add", "not-an-address", "--type", "PER", "--owner", "1"], "is not an address"),
-        (["mailbox", "add", "x@other.mssante.test", "--type", "PER", "--owner", "1"], "is not hosted here"),
+        (
+            ["mailbox", "add", f"x@{D}", "--type", "XYZ", "--owner", "1"],
+            "unknown mailbox type 'XYZ'",
+        ),
+        (
+            ["mailbox", "add", "not-an-address", "--type", "PER", "--owner", "1"],
+            "is not an address",
+        ),
+        (
+            ["mailbox", "add", "x@other.mssante.test", "--type", "PER", "--owner", "1"],
+            "is not hosted here",
+        ),
         (["mailbox", "show", f"nobody@{D}"], f"no mailbox nobody@{D}"),
         (["password", "revoke", "999"], "no application password with id 999"),
         (["delegate", "remove", f"nobody@{D}", "810000000001"], "no mailbox"),
@@ -98,15 +121,18 @@ def test_refusals_are_one_line_and_non_zero(
 def test_duplicate_and_deleted_mailbox(cfg: Path, capsys: pytest.CaptureFixture[str]) -> None:
     run(capsys, "domain", "add", D)
     run(capsys, "mailbox", "add", f"a@{D}", "--type", "PER", "--owner", "810000000001")
-    code, _, err = run(capsys, "mailbox", "add", f"a@{D}", "--type", "PER", "--owner", "810000000001")
+    code, _, err = run(
+        capsys, "mailbox", "add", f"a@{D}", "--type", "PER", "--owner", "810000000001"
+    )
     assert code == 1 and "already exists" in err
     run(capsys, "mailbox", "delete", f"a@{D}")
     code, _, err = run(capsys, "password", "issue", f"a@{D}")
     assert code == 1 and "is deleted; no password can be issued" in err
 
 
-def test_old_schema_and_missing_config_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_old_schema_and_missing_config_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("MSSGW_CONFIG", raising=False)
     code, _, err = run(capsys, "mailbox", "list")
     if not Path("/etc/mssgw/mssgw.toml").exists():
@@ -123,10 +149,24 @@ def test_the_installed_command_prints_no_traceback(tmp_path: Path) -> None:
     path = tmp_path / "broken.toml"
     path.write_text("[limits]\nmax_recipients = -1\n")
     env = {**os.environ, "MSSGW_CONFIG": str(path)}
-    proc = subprocess.run([sys.executable, "-m", "mssgw", "mailbox", "list"], env=env,
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "mssgw", "mailbox", "list"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 2
-    assert proc.stderr == f"mssgw: {path}: limits.max_recipients = -1: expected a positive integer\n"
-    proc = subprocess.run([sys.executable, "-m", "mssgw", "mailbox", "frobnicate"], env=env,
-                          capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 2 and "Traceback" not in proc.stderr and "invalid choice" in proc.stderr
+    assert (
+        proc.stderr == f"mssgw: {path}: limits.max_recipients = -1: expected a positive integer\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "mssgw", "mailbox", "frobnicate"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert (
+        proc.returncode == 2 and "Traceback" not in proc.stderr and "invalid choice" in proc.stderr
+    )

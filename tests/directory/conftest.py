@@ -21,10 +21,10 @@ import pytest
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import create_async_engine
 
+import mssgw.directory.sql_models  # noqa: F401  (registers the tables)
 from mssgw.directory import sample, slapd
 from mssgw.directory.ldap_replica import LdapReplica
 from mssgw.directory.sql_replica import SqlReplica
-import mssgw.directory.sql_models  # noqa: F401  (registers the tables)
 from mssgw.store.base import Base
 
 _ou_counter = itertools.count(1)

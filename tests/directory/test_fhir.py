@@ -86,7 +86,8 @@ def serve(server: HttpServer, pages: dict[str, list[list[tuple[dict[str, Any], s
 
 DAY1 = {
     "Practitioner": [
-        [(practitioner("1", "LEFÈVRE", "Hélène", telecom("h.lefevre@medecin.mssante.fr")), "match")],
+        [(practitioner("1", "LEFÈVRE", "Hélène", telecom("h.lefevre@medecin.mssante.fr")),
+          "match")],
         [(practitioner("2", "D'ARCY", "Jean", telecom("j.darcy@medecin.mssante.fr"),
                        telecom("J.Darcy@Second.MSSante.fr")), "match"),
          (practitioner("3", "SANS", "Bal"), "match")],

@@ -20,8 +20,19 @@ from tests.support.ports import free_base
 
 def _start(state: Path, base: int) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "mssgw", "serve", "--dev", "--state", str(state), "--port-base", str(base)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "mssgw",
+            "serve",
+            "--dev",
+            "--state",
+            str(state),
+            "--port-base",
+            str(base),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
     )
 
 
@@ -71,7 +82,9 @@ def test_dev_mode_creates_a_working_setup_and_reuses_it(tmp_path: Path) -> None:
         users = info["users"]
         assert isinstance(users, list)
         assert [u["type"] for u in users] == ["PER", "ORG", "APP"]
-        with urllib.request.urlopen(f"http://127.0.0.1:{listeners['http']}/healthz", timeout=10) as r:
+        with urllib.request.urlopen(
+            f"http://127.0.0.1:{listeners['http']}/healthz", timeout=10
+        ) as r:
             assert json.loads(r.read())["status"] == "ok"
         assert (state / "mssgw.toml").exists()
         assert oct((state / "dev.json").stat().st_mode & 0o777) == "0o600"
@@ -96,8 +109,24 @@ def test_dev_mode_creates_a_working_setup_and_reuses_it(tmp_path: Path) -> None:
 
 def test_dev_mode_refuses_a_low_port_base(tmp_path: Path) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "mssgw", "serve", "--dev", "--state", str(tmp_path), "--port-base", "25"],
-        capture_output=True, text=True, timeout=60, env={**os.environ},
+        [
+            sys.executable,
+            "-m",
+            "mssgw",
+            "serve",
+            "--dev",
+            "--state",
+            str(tmp_path),
+            "--port-base",
+            "25",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ},
     )
     assert proc.returncode == 1
-    assert proc.stderr == "mssgw: --port-base 25: expected 1024..64000 (dev listeners use high ports)\n"
+    assert (
+        proc.stderr
+        == "mssgw: --port-base 25: expected 1024..64000 (dev listeners use high ports)\n"
+    )

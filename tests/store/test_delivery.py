@@ -27,7 +27,9 @@ async def test_uids_strictly_increase_and_modseq_grows(store: Store) -> None:
     assert modseqs == sorted(set(modseqs)) and modseqs[0] > 0
 
 
-async def test_uids_never_reused_after_expunge_and_restart(store: Store, settings: Settings) -> None:
+async def test_uids_never_reused_after_expunge_and_restart(
+    store: Store, settings: Settings
+) -> None:
     (alice,) = await with_mailboxes(store, "alice")
     for n in range(3):
         await store.messages.deliver(message(n), [LocalTarget(alice)])
@@ -65,8 +67,11 @@ async def test_two_store_instances_share_a_folder_safely(store: Store, settings:
     other = await Store.open(settings)
     try:
         batches = await asyncio.gather(
-            *(s.messages.deliver(message(n), [LocalTarget(alice)])
-              for n in range(40) for s in ((store, other)[n % 2],))
+            *(
+                s.messages.deliver(message(n), [LocalTarget(alice)])
+                for n in range(40)
+                for s in ((store, other)[n % 2],)
+            )
         )
     finally:
         await other.close()
@@ -78,7 +83,9 @@ async def test_several_recipients_share_one_blob(store: Store, settings: Setting
     addresses = await with_mailboxes(store, "alice", "bob", "carol")
     data = message(1, size=4096)
     result = await store.messages.deliver(
-        data, [LocalTarget(a) for a in addresses], [RemoteTarget("dan@op2.mssante.test", notify="SUCCESS")],
+        data,
+        [LocalTarget(a) for a in addresses],
+        [RemoteTarget("dan@op2.mssante.test", notify="SUCCESS")],
         envelope=Envelope(sender=addresses[0], envid="Env-1", ret="HDRS"),
     )
     assert len(result.copies) == 3 and len(result.queued) == 1
@@ -97,7 +104,9 @@ async def test_failed_delivery_leaves_nothing_visible(store: Store) -> None:
     with pytest.raises(Conflict):
         await store.messages.deliver(message(1), [LocalTarget(alice), LocalTarget(bob)])
     with pytest.raises(NotFound):
-        await store.messages.deliver(message(2), [LocalTarget(alice), LocalTarget("nobody@op1.mssante.test")])
+        await store.messages.deliver(
+            message(2), [LocalTarget(alice), LocalTarget("nobody@op1.mssante.test")]
+        )
     folder = await store.messages.folder(alice)
     assert await store.messages.uids(folder.id) == []
     assert folder.uidnext == 1

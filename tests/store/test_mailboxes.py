@@ -21,8 +21,12 @@ async def _setup(store: Store) -> None:
 
 @pytest.mark.parametrize(
     ("address", "message"),
-    [("no-at-sign", "expected local@domain"), ("a b@" + D, "invalid local part"),
-     ("x@not_a_domain", "invalid domain"), ("a@@" + D, "expected local@domain")],
+    [
+        ("no-at-sign", "expected local@domain"),
+        ("a b@" + D, "invalid local part"),
+        ("x@not_a_domain", "invalid domain"),
+        ("a@@" + D, "expected local@domain"),
+    ],
 )
 async def test_malformed_addresses_are_refused(store: Store, address: str, message: str) -> None:
     await _setup(store)
@@ -38,7 +42,9 @@ async def test_unknown_type_is_refused() -> None:
 
 async def test_mailbox_gets_special_folders_and_lowercase_address(store: Store) -> None:
     await _setup(store)
-    mailbox = await store.mailboxes.add(NewMailbox(f"Jean.Dupont@{D.upper()}", MailboxType.PER, "810000000001"))
+    mailbox = await store.mailboxes.add(
+        NewMailbox(f"Jean.Dupont@{D.upper()}", MailboxType.PER, "810000000001")
+    )
     assert mailbox.address == f"jean.dupont@{D}"
     async with store.read() as s:
         folders = {f.name: f.special_use for f in await folders_of(s, mailbox.id)}
@@ -51,7 +57,9 @@ async def test_duplicate_address_and_unhosted_domain(store: Store) -> None:
     with pytest.raises(Conflict, match="already exists"):
         await store.mailboxes.add(NewMailbox(f"A@{D}", MailboxType.ORG, "1750000001"))
     with pytest.raises(NotFound, match="is not hosted here"):
-        await store.mailboxes.add(NewMailbox("a@elsewhere.mssante.test", MailboxType.PER, "810000000001"))
+        await store.mailboxes.add(
+            NewMailbox("a@elsewhere.mssante.test", MailboxType.PER, "810000000001")
+        )
     with pytest.raises(Conflict, match="already hosted"):
         await store.mailboxes.add_domain(D)
 

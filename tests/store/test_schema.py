@@ -44,5 +44,8 @@ async def test_upgrade_is_idempotent(store: Store) -> None:
 
 async def test_unreachable_database_says_so(tmp_path: Path) -> None:
     settings = settings_for(tmp_path, "postgresql+asyncpg://nobody@127.0.0.1:1/none")
-    with pytest.raises(StoreUnavailable, match=r"database postgresql\+asyncpg://nobody@127.0.0.1:1/none unreachable"):
+    with pytest.raises(
+        StoreUnavailable,
+        match=r"database postgresql\+asyncpg://nobody@127.0.0.1:1/none unreachable",
+    ):
         await Store.open(settings)

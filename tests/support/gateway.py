@@ -34,8 +34,15 @@ class RunningGateway:
     operator: dict[str, Any] = field(default_factory=dict)
 
 
-def gateway_config(tmp: Path, manifest: dict[str, Any], *, operator: int = 0, url: str | None = None,
-                   listeners: Iterable[str] = ("mta",), extra: str = "") -> Path:
+def gateway_config(
+    tmp: Path,
+    manifest: dict[str, Any],
+    *,
+    operator: int = 0,
+    url: str | None = None,
+    listeners: Iterable[str] = ("mta",),
+    extra: str = "",
+) -> Path:
     op = manifest["operators"][operator]
     wanted = set(listeners)
     blocks = []
@@ -48,8 +55,7 @@ def gateway_config(tmp: Path, manifest: dict[str, Any], *, operator: int = 0, ur
         f'[store]\nurl = "{store_url}"\n'
         f'[tls]\nprofile = "mssante"\ncertificate = "{op["certificate"]}"\nkey = "{op["key"]}"\n'
         f'anchors = "{manifest["anchors"]}"\ncrls = ["{manifest["crl"]}"]\nreload_interval = 1\n'
-        f'[trust]\nliste_blanche_file = "{tmp / "listeblanche.xml"}"\n'
-        + "\n".join(blocks) + extra
+        f'[trust]\nliste_blanche_file = "{tmp / "listeblanche.xml"}"\n' + "\n".join(blocks) + extra
     )
     path = tmp / "mssgw.toml"
     path.write_text(text)
@@ -60,11 +66,20 @@ def gateway_config(tmp: Path, manifest: dict[str, Any], *, operator: int = 0, ur
 
 
 @contextlib.asynccontextmanager
-async def running_gateway(tmp: Path, manifest: dict[str, Any], *, operator: int = 0, url: str | None = None,
-                          listeners: Iterable[str] = ("mta",), extra: str = "") -> AsyncIterator[RunningGateway]:
-    tmp.mkdir(parents=True, exist_ok=True)
-    settings = config.load(gateway_config(tmp, manifest, operator=operator, url=url, listeners=listeners,
-                                          extra=extra), env={})
+async def running_gateway(
+    tmp: Path,
+    manifest: dict[str, Any],
+    *,
+    operator: int = 0,
+    url: str | None = None,
+    listeners: Iterable[str] = ("mta",),
+    extra: str = "",
+) -> AsyncIterator[RunningGateway]:
+    tmp.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 - test set-up, before any I/O matters
+    settings = config.load(
+        gateway_config(tmp, manifest, operator=operator, url=url, listeners=listeners, extra=extra),
+        env={},
+    )
     store = await Store.open(settings, check_schema=False)
     await store.upgrade()
     app = App(settings, store, runtime.build(settings))

@@ -42,7 +42,9 @@ def pg_bindir() -> Path:
     for c in candidates:
         if os.access(c, os.X_OK):
             return Path(c).resolve().parent
-    raise ServerMissing("PostgreSQL server binaries (initdb, postgres) not found: apt-get install postgresql")
+    raise ServerMissing(
+        "PostgreSQL server binaries (initdb, postgres) not found: apt-get install postgresql"
+    )
 
 
 @dataclass
@@ -57,9 +59,24 @@ class PgCluster:
 
     def psql(self, sql: str, database: str = "postgres") -> None:
         subprocess.run(
-            [str(pg_bindir() / "psql"), "-h", "127.0.0.1", "-p", str(self.port), "-U", self.user,
-             "-d", database, "-v", "ON_ERROR_STOP=1", "-q", "-c", sql],
-            check=True, capture_output=True,
+            [
+                str(pg_bindir() / "psql"),
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "-U",
+                self.user,
+                "-d",
+                database,
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-q",
+                "-c",
+                sql,
+            ],
+            check=True,
+            capture_output=True,
         )
 
 
@@ -69,7 +86,9 @@ def _as_user(cmd: list[str]) -> tuple[list[str], str]:
     try:
         pwd.getpwnam("postgres")
     except KeyError:
-        raise ServerMissing("running as root and there is no 'postgres' user to run the cluster") from None
+        raise ServerMissing(
+            "running as root and there is no 'postgres' user to run the cluster"
+        ) from None
     return ["runuser", "-u", "postgres", "--", *cmd], "postgres"
 
 
@@ -83,13 +102,43 @@ def cluster(*, durable: bool = False) -> Iterator[PgCluster]:
     if os.geteuid() == 0:
         pw = pwd.getpwnam("postgres")
         os.chown(tmp, pw.pw_uid, pw.pw_gid)
-    cmd, user = _as_user([str(bindir / "initdb"), "-D", str(datadir), "-U", user, "-A", "trust",
-                          "-E", "UTF8", "--no-locale", "--no-sync"])
+    cmd, user = _as_user(
+        [
+            str(bindir / "initdb"),
+            "-D",
+            str(datadir),
+            "-U",
+            user,
+            "-A",
+            "trust",
+            "-E",
+            "UTF8",
+            "--no-locale",
+            "--no-sync",
+        ]
+    )
     subprocess.run(cmd, check=True, capture_output=True)
     port = free_port()
-    cmd, _ = _as_user([str(bindir / "postgres"), "-D", str(datadir), "-p", str(port), "-h", "127.0.0.1",
-                       "-k", str(tmp), "-c", f"fsync={'on' if durable else 'off'}", "-c", "max_connections=200"])
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    cmd, _ = _as_user(
+        [
+            str(bindir / "postgres"),
+            "-D",
+            str(datadir),
+            "-p",
+            str(port),
+            "-h",
+            "127.0.0.1",
+            "-k",
+            str(tmp),
+            "-c",
+            f"fsync={'on' if durable else 'off'}",
+            "-c",
+            "max_connections=200",
+        ]
+    )
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
     server = PgCluster(port, user, datadir, proc)
     try:
         _wait_ready(server)

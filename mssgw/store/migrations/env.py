@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from alembic import context
 
-import mssgw.store.models  # noqa: F401  (registers the tables)
+import mssgw.store.models
 from mssgw.store.base import Base
 
 try:  # the directory replica tables live in their own package
