@@ -14,7 +14,7 @@ import asyncio
 import email.parser
 import email.policy
 import io
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, BinaryIO
@@ -104,6 +104,14 @@ class Messages:
 
     def __init__(self, store: Store) -> None:
         self.store = store
+        #: Computes the cached metadata (ENVELOPE/BODYSTRUCTURE JSON...) from the
+        #: raw octets, in the blob worker thread.  Installed by the layer that owns
+        #: MIME (the IMAP edge, see ``mssgw.imap.service``) so that ``store/`` never
+        #: imports ``imap/``; ``None`` caches only Message-ID and header size.
+        self.annotate: Callable[[bytes], MessageMeta] | None = None
+        #: Called with ``(folder_id, modseq)`` after each committed delivery, so
+        #: IMAP sessions on that folder learn about new mail at once.
+        self.observers: list[Callable[[int, int], None]] = []
 
     async def deliver(
         self,
@@ -129,7 +137,11 @@ class Messages:
             return DeliveryResult(blob, copies, queued)
 
         folder = self.store.blobs.path(blob.id).parent
-        return await self.store.committer.run(work, sync_dirs=[folder])
+        result = await self.store.committer.run(work, sync_dirs=[folder])
+        for copy in result.copies:
+            for observer in self.observers:
+                observer(copy.folder_id, copy.modseq)
+        return result
 
     def _write_blob(
         self, data: bytes | BinaryIO, meta: MessageMeta | None
@@ -137,6 +149,8 @@ class Messages:
         """In a worker thread: the file (fsynced; its folder is synced with the batch)
         and its metadata."""
         blob = self.store.blobs.put_sync(data, sync_dir=False)
+        if meta is None and self.annotate is not None:
+            meta = self.annotate(data if isinstance(data, bytes) else self.store.blobs.read(blob.id))
         if meta is None:
             meta = header_meta(
                 io.BytesIO(data) if isinstance(data, bytes) else self.store.blobs.open(blob.id)

@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import enum
 from datetime import datetime
-
 from typing import cast
 
 from sqlalchemy import (
-    Table,
     BigInteger,
     Boolean,
     CheckConstraint,
@@ -22,6 +20,7 @@ from sqlalchemy import (
     Index,
     Integer,
     String,
+    Table,
     Text,
     UniqueConstraint,
 )
@@ -185,6 +184,24 @@ class Message(Base):
     envelope: Mapped[str | None] = mapped_column(Text)
     bodystructure: Mapped[str | None] = mapped_column(Text)
     header_size: Mapped[int | None] = mapped_column(Integer)
+
+
+class ExpungedMessage(Base):
+    """A UID removed from a folder, with the MODSEQ of its removal (RFC 7162 §3.2.10).
+
+    Why: other IMAP sessions on the folder learn about expunges by asking
+    "what changed since MODSEQ m" (messages with ``modseq > m``, and these
+    rows); a deleted row can no longer answer that.  Rows go with their
+    folder; they are small (three integers) and may be purged by age.
+    """
+
+    __tablename__ = "expunged"
+    __table_args__ = (Index("ix_expunged_folder_modseq", "folder_id", "modseq"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    folder_id: Mapped[int] = mapped_column(ForeignKey("folders.id"))
+    uid: Mapped[int] = mapped_column(BigInteger)
+    modseq: Mapped[int] = mapped_column(BigInteger)
 
 
 class QueueEntry(Base):
