@@ -121,6 +121,29 @@ class LimitsSettings:
 
 
 @dataclass(frozen=True)
+class RelaySettings:
+    """Outbound delivery to other operators (SPEC FLOW-3, FLOW-4)."""
+
+    #: Delays in seconds between attempts; the last one repeats until ``give_up_after``.
+    retry_schedule: list[int] = field(
+        default_factory=lambda: [300, 600, 1200, 2400, 4800, 9600, 14400]
+    )
+    #: Send a "delayed" DSN once a message has waited this long (seconds).
+    delay_notice_after: int = 4 * 3600
+    #: Bounce with a failure DSN after this long (seconds).
+    give_up_after: int = 5 * 86400
+    #: Concurrent deliveries per node.
+    workers: int = 4
+    #: Seconds for connecting and for each SMTP reply.
+    connect_timeout: int = 30
+    command_timeout: int = 300
+    #: Static routes "domain = host:port" used instead of MX records (tests, smart hosts).
+    routes: dict[str, str] = field(default_factory=dict)
+    #: Seconds between polls of the queue when idle.
+    poll_interval: int = 5
+
+
+@dataclass(frozen=True)
 class LoggingSettings:
     """What the daemon writes to its log (never content, passwords or tokens)."""
 
@@ -138,6 +161,7 @@ class Settings:
     trust: TrustSettings = field(default_factory=TrustSettings)
     listeners: ListenersSettings = field(default_factory=ListenersSettings)
     limits: LimitsSettings = field(default_factory=LimitsSettings)
+    relay: RelaySettings = field(default_factory=RelaySettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
     source: str = "<defaults>"
 
@@ -246,6 +270,11 @@ def _coerce(hint: Any, value: Any, source: str, path: tuple[str, ...]) -> Any:
                 f"{source}: {key} = {value!r}: expected one of {', '.join(map(repr, allowed))}"
             )
         return value
+    if origin is dict:
+        _, item = get_args(hint)
+        if not isinstance(value, dict):
+            raise ConfigError(f"{source}: {key} = {value!r}: expected a table")
+        return {str(k): _coerce(item, v, source, (*path, str(k))) for k, v in value.items()}
     if origin is list:
         (item,) = get_args(hint)
         if not isinstance(value, list):
@@ -304,6 +333,7 @@ def validate(settings: Settings) -> None:
     _positive(src, "store.group_commit_max", settings.store.group_commit_max)
     for f in fields(LimitsSettings):
         _positive(src, f"limits.{f.name}", getattr(settings.limits, f.name))
+    _validate_relay(settings)
     seen: dict[tuple[str, int], str] = {}
     for f in fields(ListenersSettings):
         lst: ListenerSettings = getattr(settings.listeners, f.name)
@@ -319,6 +349,29 @@ def validate(settings: Settings) -> None:
         seen[(lst.address, lst.port)] = f.name
     if bool(settings.tls.certificate) != bool(settings.tls.key):
         raise ConfigError(f"{src}: tls.certificate and tls.key go together; set both or neither")
+
+
+def _validate_relay(settings: Settings) -> None:
+    src, relay = settings.source, settings.relay
+    if not relay.retry_schedule or any(d <= 0 for d in relay.retry_schedule):
+        raise ConfigError(
+            f"{src}: relay.retry_schedule = {relay.retry_schedule!r}: expected positive delays"
+        )
+    for key in (
+        "delay_notice_after",
+        "give_up_after",
+        "workers",
+        "connect_timeout",
+        "command_timeout",
+        "poll_interval",
+    ):
+        _positive(src, f"relay.{key}", getattr(relay, key))
+    for domain, target in relay.routes.items():
+        host, _, port = target.rpartition(":")
+        if not is_domain(domain) or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ConfigError(
+                f'{src}: relay.routes.{domain} = {target!r}: expected a domain = "host:port"'
+            )
 
 
 def _positive(src: str, key: str, value: int) -> None:

@@ -46,7 +46,9 @@ def _keys(cls: type, prefix: str = "") -> set[str]:
 def _example_keys(data: dict[str, object], prefix: str = "") -> set[str]:
     out: set[str] = set()
     for k, v in data.items():
-        out |= _example_keys(v, f"{prefix}{k}.") if isinstance(v, dict) else {prefix + k}
+        # An empty table (relay.routes) is a key of its own, a dict setting.
+        nested = isinstance(v, dict) and v and not prefix.startswith("relay.routes")
+        out |= _example_keys(v, f"{prefix}{k}.") if nested else {prefix + k}
     return out
 
 
@@ -117,6 +119,22 @@ def test_errors_name_the_key_and_the_value(
     with pytest.raises(ConfigError, match=expected) as info:
         config.load(path, env=env)
     assert "\n" not in str(info.value)
+
+
+def test_relay_routes_and_schedule(tmp_path: Path) -> None:
+    path = _write(
+        tmp_path,
+        '[relay]\nretry_schedule = [1, 2]\n[relay.routes]\n"op2.mssante.test" = "127.0.0.1:2525"\n',
+    )
+    s = config.load(path, env={})
+    assert s.relay.routes == {"op2.mssante.test": "127.0.0.1:2525"}
+    assert s.relay.retry_schedule == [1, 2]
+    bad = _write(tmp_path, '[relay.routes]\n"op2.mssante.test" = "nowhere"\n')
+    with pytest.raises(ConfigError, match=r"relay.routes.op2.mssante.test = 'nowhere'"):
+        config.load(bad, env={})
+    bad = _write(tmp_path, "[relay]\nretry_schedule = []\n")
+    with pytest.raises(ConfigError, match=r"relay.retry_schedule = \[\]: expected positive"):
+        config.load(bad, env={})
 
 
 def test_missing_and_non_utf8_files(tmp_path: Path) -> None:

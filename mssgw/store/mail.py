@@ -1,0 +1,712 @@
+"""IMAP-facing folder and message operations (RFC 3501, UIDPLUS, CONDSTORE).
+
+This is the store side of the IMAP server: it speaks folders, UIDs, flag
+bits and MODSEQ values, never protocol syntax.  Every change goes through
+the group committer as one unit, allocates one new MODSEQ in the folder it
+touches (``folders.allocate``) and is reported to ``observers`` after the
+commit, so that other sessions on the folder (in this process, or on other
+nodes through the notification channel) can catch up.
+
+How a session catches up: it remembers the folder's HIGHESTMODSEQ when it
+last looked and asks :meth:`Mail.changes` for the messages with a higher
+MODSEQ (new ones, and ones whose flags changed) and the UIDs expunged with a
+higher MODSEQ (the ``expunged`` table).  Reading the folder row *before* the
+messages makes this safe under READ COMMITTED too: a change committed in
+between is seen now and seen again next time, and applying a change twice
+is harmless.
+
+Why flag changes share one MODSEQ per command: RFC 7162 §3.1 only asks
+that every change gets a MODSEQ higher than every earlier one in the folder;
+messages changed by the same STORE may share it, which keeps a STORE on
+100,000 messages one counter update.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    and_,
+    bindparam,
+    case,
+    delete,
+    func,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from mssgw.errors import Conflict, NotFound
+from mssgw.store.delivery import LocalTarget, StoredCopy
+from mssgw.store.folders import INBOX, allocate
+from mssgw.store.models import ExpungedMessage, Flag, Folder, Mailbox, Message, table
+from mssgw.store.timeutil import now
+
+if TYPE_CHECKING:
+    from mssgw.store import Store
+
+_FOLDERS = table(Folder)
+_MESSAGES = table(Message)
+_EXPUNGED = table(ExpungedMessage)
+_MAILBOXES = table(Mailbox)
+
+#: Hierarchy delimiter of folder names (RFC 3501 §5.1.1), as Thunderbird expects it.
+DELIMITER = "/"
+#: UIDs per ``IN (...)`` list: well under SQLite's bound-parameter limit.
+CHUNK = 500
+#: Above this many ranges a UID set is sent as ``IN`` lists rather than ``OR``ed
+#: ``BETWEEN``s (SQLite bounds expression depth at 1000).
+MAX_RANGES = 32
+
+Observer = Callable[[int, int], None]
+
+
+@dataclass(frozen=True, slots=True)
+class FolderInfo:
+    """A folder and its RFC 3501/7162 counters, as read at one moment."""
+
+    id: int
+    mailbox_id: int
+    name: str
+    special_use: str | None
+    subscribed: bool
+    uidvalidity: int
+    uidnext: int
+    highestmodseq: int
+
+
+@dataclass(frozen=True, slots=True)
+class MessageState:
+    """What a selected folder's view keeps per message."""
+
+    uid: int
+    flags: int
+    keywords: str
+    modseq: int
+
+
+@dataclass(frozen=True, slots=True)
+class MessageRow:
+    """What FETCH and SEARCH may need beyond the view."""
+
+    uid: int
+    flags: int
+    keywords: str
+    modseq: int
+    internaldate: datetime
+    size: int
+    blob_id: str
+    envelope: str | None
+    bodystructure: str | None
+    header_size: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    folder: FolderInfo
+    messages: list[MessageState]
+
+
+@dataclass(frozen=True, slots=True)
+class Changes:
+    """What happened in a folder after some MODSEQ; ``folder`` is None once deleted."""
+
+    folder: FolderInfo | None
+    messages: list[MessageState] = field(default_factory=list)
+    expunged: list[int] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class StoreResult:
+    """Outcome of a flag change (RFC 3501 §6.4.6, RFC 7162 §3.1.3).
+
+    ``changed`` got the new ``modseq``; ``unchanged`` already had the flags
+    asked for; ``modified`` are the UIDs refused by UNCHANGEDSINCE.
+    """
+
+    changed: list[MessageState]
+    unchanged: list[MessageState]
+    modified: list[int]
+    modseq: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class CopyResult:
+    """UIDPLUS COPYUID data (RFC 4315 §3): ``source[i]`` became ``target[i]``."""
+
+    uidvalidity: int
+    source: list[int]
+    target: list[int]
+
+
+@dataclass(frozen=True, slots=True)
+class FolderStatus:
+    messages: int
+    unseen: int
+    size: int
+    uidnext: int
+    uidvalidity: int
+    highestmodseq: int
+
+
+class Mail:
+    """IMAP operations on the folders of one store."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        #: Called with ``(folder_id, modseq)`` after each committed change.
+        self.observers: list[Observer] = []
+
+    # -- folders ------------------------------------------------------------------
+
+    async def folders(self, mailbox_id: int) -> list[FolderInfo]:
+        async with self.store.engine.connect() as conn:
+            rows = await conn.execute(
+                _folder_select()
+                .where(_FOLDERS.c.mailbox_id == mailbox_id)
+                .order_by(_FOLDERS.c.name)
+            )
+            return [_folder(r) for r in rows]
+
+    async def folder(self, mailbox_id: int, name: str) -> FolderInfo | None:
+        name = canonical_name(name)
+        async with self.store.engine.connect() as conn:
+            return await _folder_by_name(conn, mailbox_id, name)
+
+    async def create_folder(
+        self, mailbox_id: int, name: str, special_use: str | None = None
+    ) -> FolderInfo:
+        """Create ``name`` and any missing parent (RFC 3501 §6.3.3)."""
+        name = canonical_name(name).rstrip(DELIMITER)
+        if not name or DELIMITER * 2 in name or name.startswith(DELIMITER):
+            raise Conflict(f"invalid folder name {name!r}")
+        if name == INBOX:
+            raise Conflict("INBOX already exists")
+        parts = name.split(DELIMITER)
+        wanted = [DELIMITER.join(parts[: i + 1]) for i in range(len(parts))]
+
+        def work(conn: Connection) -> int:
+            existing = set(
+                conn.execute(
+                    select(_FOLDERS.c.name).where(
+                        _FOLDERS.c.mailbox_id == mailbox_id, _FOLDERS.c.name.in_(wanted)
+                    )
+                ).scalars()
+            )
+            if name in existing:
+                raise Conflict(f"folder {name!r} already exists")
+            used = conn.execute(
+                select(func.max(_FOLDERS.c.uidvalidity)).where(
+                    _FOLDERS.c.mailbox_id == mailbox_id
+                )
+            ).scalar()
+            uidvalidity = max(int(now().timestamp()), int(used or 0) + 1) & 0xFFFFFFFF
+            folder_id = 0
+            for path in wanted:
+                if path in existing:
+                    continue
+                folder_id = int(
+                    conn.execute(
+                        _FOLDERS.insert()
+                        .values(
+                            mailbox_id=mailbox_id,
+                            name=path,
+                            special_use=special_use if path == name else None,
+                            uidvalidity=uidvalidity,
+                            uidnext=1,
+                            highestmodseq=1,
+                            subscribed=True,
+                            created_at=now(),
+                        )
+                        .returning(_FOLDERS.c.id)
+                    ).scalar_one()
+                )
+                uidvalidity = (uidvalidity + 1) & 0xFFFFFFFF
+            return folder_id
+
+        await self.store.committer.run(work)
+        created = await self.folder(mailbox_id, name)
+        assert created is not None
+        return created
+
+    async def delete_folder(self, folder: FolderInfo) -> None:
+        """RFC 3501 §6.3.4: messages go with it; INBOX cannot be deleted."""
+        if folder.name == INBOX:
+            raise Conflict("INBOX cannot be deleted")
+
+        def work(conn: Connection) -> None:
+            conn.execute(delete(_MESSAGES).where(_MESSAGES.c.folder_id == folder.id))
+            conn.execute(delete(_EXPUNGED).where(_EXPUNGED.c.folder_id == folder.id))
+            gone = conn.execute(delete(_FOLDERS).where(_FOLDERS.c.id == folder.id))
+            if not gone.rowcount:
+                raise NotFound(f"folder {folder.name!r} does not exist")
+
+        await self.store.committer.run(work)
+        self._notify(folder.id, folder.highestmodseq + 1)
+
+    async def rename_folder(self, mailbox_id: int, old: str, new: str) -> None:
+        """RFC 3501 §6.3.5: children follow; renaming INBOX moves its messages."""
+        old, new = canonical_name(old), canonical_name(new).rstrip(DELIMITER)
+        if not new or new == INBOX or DELIMITER * 2 in new or new.startswith(DELIMITER):
+            raise Conflict(f"invalid folder name {new!r}")
+        if old == INBOX:
+            target = await self.create_folder(mailbox_id, new)
+            source = await self.folder(mailbox_id, INBOX)
+            assert source is not None
+            uids = [m.uid for m in (await self.snapshot(source.id)).messages]
+            if uids:
+                await self.copy(source, uids, target, move=True)
+            return
+
+        def work(conn: Connection) -> None:
+            names = dict(
+                conn.execute(
+                    select(_FOLDERS.c.name, _FOLDERS.c.id).where(
+                        _FOLDERS.c.mailbox_id == mailbox_id
+                    )
+                ).tuples()
+            )
+            if old not in names:
+                raise NotFound(f"folder {old!r} does not exist")
+            if new in names:
+                raise Conflict(f"folder {new!r} already exists")
+            if new.startswith(old + DELIMITER):
+                raise Conflict(f"cannot move {old!r} into itself")
+            prefix = old + DELIMITER
+            for name, folder_id in names.items():
+                if name == old or name.startswith(prefix):
+                    conn.execute(
+                        update(_FOLDERS)
+                        .where(_FOLDERS.c.id == folder_id)
+                        .values(name=new + name[len(old) :])
+                    )
+            parents = new.split(DELIMITER)[:-1]
+            for i in range(len(parents)):
+                path = DELIMITER.join(parents[: i + 1])
+                if path not in names:
+                    conn.execute(
+                        _FOLDERS.insert().values(
+                            mailbox_id=mailbox_id,
+                            name=path,
+                            special_use=None,
+                            uidvalidity=int(now().timestamp()) & 0xFFFFFFFF,
+                            uidnext=1,
+                            highestmodseq=1,
+                            subscribed=True,
+                            created_at=now(),
+                        )
+                    )
+                    names[path] = -1
+
+        await self.store.committer.run(work)
+
+    async def subscribe(self, mailbox_id: int, name: str, subscribed: bool) -> None:
+        name = canonical_name(name)
+
+        def work(conn: Connection) -> None:
+            result = conn.execute(
+                update(_FOLDERS)
+                .where(_FOLDERS.c.mailbox_id == mailbox_id, _FOLDERS.c.name == name)
+                .values(subscribed=subscribed)
+            )
+            if not result.rowcount:
+                raise NotFound(f"folder {name!r} does not exist")
+
+        await self.store.committer.run(work)
+
+    async def status(self, folder_id: int) -> FolderStatus:
+        """STATUS counters (RFC 3501 §6.3.10, RFC 7162 §3.1.6, RFC 8438)."""
+        unseen = func.sum(case((_MESSAGES.c.flags.op("&")(int(Flag.SEEN)) == 0, 1), else_=0))
+        async with self.store.engine.connect() as conn:
+            folder = await _folder_by_id(conn, folder_id)
+            if folder is None:
+                raise NotFound("folder does not exist")
+            count, unseen_count, size = (
+                await conn.execute(
+                    select(func.count(), unseen, func.sum(_MESSAGES.c.size)).where(
+                        _MESSAGES.c.folder_id == folder_id
+                    )
+                )
+            ).one()
+        return FolderStatus(
+            int(count),
+            int(unseen_count or 0),
+            int(size or 0),
+            folder.uidnext,
+            folder.uidvalidity,
+            folder.highestmodseq,
+        )
+
+    # -- reading messages ---------------------------------------------------------------
+
+    async def snapshot(self, folder_id: int) -> Snapshot:
+        """Everything SELECT needs: the folder, then every (uid, flags, keywords, modseq)."""
+        async with self.store.engine.connect() as conn:
+            folder = await _folder_by_id(conn, folder_id)
+            if folder is None:
+                raise NotFound("folder does not exist")
+            result = await conn.execute(
+                select(
+                    _MESSAGES.c.uid, _MESSAGES.c.flags, _MESSAGES.c.keywords, _MESSAGES.c.modseq
+                )
+                .where(_MESSAGES.c.folder_id == folder_id)
+                .order_by(_MESSAGES.c.uid)
+            )
+            messages = [MessageState(*row) for row in result.tuples()]
+        return Snapshot(folder, messages)
+
+    async def changes(self, folder_id: int, since: int) -> Changes:
+        """Messages changed or added, and UIDs expunged, with MODSEQ > ``since``."""
+        async with self.store.engine.connect() as conn:
+            folder = await _folder_by_id(conn, folder_id)
+            if folder is None:
+                return Changes(None)
+            if folder.highestmodseq <= since:
+                return Changes(folder)
+            result = await conn.execute(
+                select(
+                    _MESSAGES.c.uid, _MESSAGES.c.flags, _MESSAGES.c.keywords, _MESSAGES.c.modseq
+                )
+                .where(_MESSAGES.c.folder_id == folder_id, _MESSAGES.c.modseq > since)
+                .order_by(_MESSAGES.c.uid)
+            )
+            messages = [MessageState(*row) for row in result.tuples()]
+            gone = await conn.execute(
+                select(_EXPUNGED.c.uid)
+                .where(_EXPUNGED.c.folder_id == folder_id, _EXPUNGED.c.modseq > since)
+                .order_by(_EXPUNGED.c.uid)
+            )
+            expunged = list(gone.scalars())
+        return Changes(folder, messages, expunged)
+
+    async def rows(self, folder_id: int, uids: Sequence[int]) -> dict[int, MessageRow]:
+        """Full rows of ``uids`` (missing ones were expunged meanwhile)."""
+        out: dict[int, MessageRow] = {}
+        if not uids:
+            return out
+        async with self.store.engine.connect() as conn:
+            for where in _uid_conditions(uids):
+                result = await conn.execute(
+                    select(
+                        _MESSAGES.c.uid,
+                        _MESSAGES.c.flags,
+                        _MESSAGES.c.keywords,
+                        _MESSAGES.c.modseq,
+                        _MESSAGES.c.internaldate,
+                        _MESSAGES.c.size,
+                        _MESSAGES.c.blob_id,
+                        _MESSAGES.c.envelope,
+                        _MESSAGES.c.bodystructure,
+                        _MESSAGES.c.header_size,
+                    ).where(_MESSAGES.c.folder_id == folder_id, where)
+                )
+                for row in result.tuples():
+                    out[row[0]] = MessageRow(*row)
+        return out
+
+    async def cache_meta(self, folder_id: int, uid: int, envelope: str, bodystructure: str) -> None:
+        """Fill the MIME cache of a message delivered without it (no MODSEQ change:
+        the message did not change, only what we know about it)."""
+
+        def work(conn: Connection) -> None:
+            conn.execute(
+                update(_MESSAGES)
+                .where(_MESSAGES.c.folder_id == folder_id, _MESSAGES.c.uid == uid)
+                .values(envelope=envelope, bodystructure=bodystructure)
+            )
+
+        await self.store.committer.run(work)
+
+    def read_blob(self, blob_id: str) -> bytes:
+        """Blocking read of a message's octets (call it in a worker thread)."""
+        return self.store.blobs.read(blob_id)
+
+    async def read_blobs(self, blob_ids: Iterable[str]) -> dict[str, bytes]:
+        ids = list(dict.fromkeys(blob_ids))
+        return await asyncio.to_thread(lambda: {b: self.store.blobs.read(b) for b in ids})
+
+    # -- changing messages ----------------------------------------------------------------
+
+    async def store_flags(
+        self,
+        folder_id: int,
+        uids: Sequence[int],
+        mode: str,
+        flags: Flag,
+        keywords: Sequence[str],
+        unchangedsince: int | None = None,
+    ) -> StoreResult:
+        """STORE (RFC 3501 §6.4.6): ``mode`` is ``replace``, ``add`` or ``remove``.
+
+        Keywords are kept in the order they were first set and compared
+        case-insensitively (RFC 3501 §2.3.2: flag names are not case
+        sensitive), keeping the first spelling.
+        """
+        wanted_kw = list(dict.fromkeys(keywords))
+
+        def work(conn: Connection) -> StoreResult:
+            current: list[tuple[int, int, str, int]] = []
+            for where in _uid_conditions(uids):
+                current.extend(
+                    conn.execute(
+                        select(
+                            _MESSAGES.c.uid,
+                            _MESSAGES.c.flags,
+                            _MESSAGES.c.keywords,
+                            _MESSAGES.c.modseq,
+                        ).where(_MESSAGES.c.folder_id == folder_id, where)
+                    ).tuples()
+                )
+            current.sort()
+            modified: list[int] = []
+            todo: list[tuple[int, int, str]] = []
+            unchanged: list[MessageState] = []
+            for uid, old_flags, old_kw, modseq in current:
+                if unchangedsince is not None and modseq > unchangedsince:
+                    modified.append(uid)
+                    continue
+                new_flags, new_kw = apply_flags(old_flags, old_kw, mode, int(flags), wanted_kw)
+                if new_flags == old_flags and new_kw == old_kw:
+                    unchanged.append(MessageState(uid, old_flags, old_kw, modseq))
+                else:
+                    todo.append((uid, new_flags, new_kw))
+            if not todo:
+                return StoreResult([], unchanged, modified, None)
+            alloc = allocate(conn, folder_id, 0)
+            conn.execute(
+                update(_MESSAGES)
+                .where(
+                    _MESSAGES.c.folder_id == folder_id,
+                    _MESSAGES.c.uid == bindparam("b_uid"),
+                )
+                .values(
+                    flags=bindparam("b_flags"),
+                    keywords=bindparam("b_keywords"),
+                    modseq=alloc.modseq,
+                ),
+                [{"b_uid": u, "b_flags": f, "b_keywords": k} for u, f, k in todo],
+            )
+            changed = [MessageState(u, f, k, alloc.modseq) for u, f, k in todo]
+            return StoreResult(changed, unchanged, modified, alloc.modseq)
+
+        result = await self.store.committer.run(work)
+        if result.modseq is not None:
+            self._notify(folder_id, result.modseq)
+        return result
+
+    async def expunge(self, folder_id: int, uids: Sequence[int] | None = None) -> list[int]:
+        """Remove the ``\\Deleted`` messages (of ``uids`` only: UID EXPUNGE, RFC 4315 §2.1)."""
+        deleted = _MESSAGES.c.flags.op("&")(int(Flag.DELETED)) != 0
+
+        def work(conn: Connection) -> tuple[list[int], int | None]:
+            conditions = _uid_conditions(uids) if uids is not None else [None]
+            found: list[int] = []
+            for where in conditions:
+                query = select(_MESSAGES.c.uid).where(_MESSAGES.c.folder_id == folder_id, deleted)
+                if where is not None:
+                    query = query.where(where)
+                found.extend(conn.execute(query).scalars())
+            if not found:
+                return [], None
+            found.sort()
+            alloc = allocate(conn, folder_id, 0)
+            _remove(conn, folder_id, found, alloc.modseq)
+            return found, alloc.modseq
+
+        gone, modseq = await self.store.committer.run(work)
+        if modseq is not None:
+            self._notify(folder_id, modseq)
+        return gone
+
+    async def copy(
+        self, source: FolderInfo, uids: Sequence[int], target: FolderInfo, *, move: bool = False
+    ) -> CopyResult:
+        """COPY / MOVE (RFC 3501 §6.4.7, RFC 6851): new UIDs in ``target``, same blobs.
+
+        A MOVE is one transaction: the copies appear and the originals
+        disappear together, so no session ever sees both or neither.
+        """
+
+        def work(conn: Connection) -> tuple[CopyResult, int, int | None]:
+            rows: list[Any] = []
+            for where in _uid_conditions(uids):
+                rows.extend(
+                    conn.execute(
+                        select(_MESSAGES).where(_MESSAGES.c.folder_id == source.id, where)
+                    ).mappings()
+                )
+            rows.sort(key=lambda r: r["uid"])
+            exists = conn.execute(
+                select(_FOLDERS.c.uidvalidity).where(_FOLDERS.c.id == target.id)
+            ).scalar()
+            if exists is None:
+                raise NotFound(f"folder {target.name!r} does not exist")
+            if not rows:
+                return CopyResult(int(exists), [], []), 0, None
+            alloc = allocate(conn, target.id, len(rows))
+            new_uids = list(range(alloc.uid, alloc.uid + len(rows)))
+            conn.execute(
+                _MESSAGES.insert(),
+                [
+                    {
+                        **{k: v for k, v in r.items() if k != "id"},
+                        "folder_id": target.id,
+                        "uid": uid,
+                        "modseq": alloc.modseq,
+                    }
+                    for r, uid in zip(rows, new_uids, strict=True)
+                ],
+            )
+            moved_modseq = None
+            if move:
+                moved_modseq = allocate(conn, source.id, 0).modseq
+                _remove(conn, source.id, [r["uid"] for r in rows], moved_modseq)
+            result = CopyResult(int(exists), [r["uid"] for r in rows], new_uids)
+            return result, alloc.modseq, moved_modseq
+
+        result, target_modseq, source_modseq = await self.store.committer.run(work)
+        if result.target:
+            self._notify(target.id, target_modseq)
+        if source_modseq is not None:
+            self._notify(source.id, source_modseq)
+        return result
+
+    async def append(
+        self,
+        address: str,
+        folder: FolderInfo,
+        data: bytes | BinaryIO,
+        *,
+        flags: Flag = Flag(0),
+        keywords: Sequence[str] = (),
+        internaldate: datetime | None = None,
+    ) -> StoredCopy:
+        """APPEND (RFC 3501 §6.3.11): through the delivery path, so the blob is
+        fsynced and the row committed before this returns (SPEC STORE-2)."""
+        result = await self.store.messages.deliver(
+            data,
+            [LocalTarget(address, folder.name, flags, tuple(dict.fromkeys(keywords)))],
+            internaldate=internaldate,
+        )
+        # Delivery observers have already announced it.
+        return result.copies[0]
+
+    def _notify(self, folder_id: int, modseq: int) -> None:
+        for observer in self.observers:
+            observer(folder_id, modseq)
+
+
+# -- helpers ---------------------------------------------------------------------------
+
+
+def canonical_name(name: str) -> str:
+    """INBOX is case-insensitive (RFC 3501 §5.1), everything else is kept."""
+    if name.upper() == INBOX:
+        return INBOX
+    if name.upper().startswith(INBOX + DELIMITER):
+        return INBOX + name[len(INBOX) :]
+    return name
+
+
+def apply_flags(
+    old_flags: int, old_keywords: str, mode: str, flags: int, keywords: Sequence[str]
+) -> tuple[int, str]:
+    """New (flags, keywords) after a STORE in ``mode`` (replace/add/remove)."""
+    current = old_keywords.split() if old_keywords else []
+    if mode == "replace":
+        return flags, " ".join(keywords)
+    if mode == "add":
+        known = {k.lower() for k in current}
+        added = [k for k in keywords if k.lower() not in known]
+        return old_flags | flags, " ".join(current + added)
+    if mode == "remove":
+        drop = {k.lower() for k in keywords}
+        return old_flags & ~flags, " ".join(k for k in current if k.lower() not in drop)
+    raise ValueError(f"unknown STORE mode {mode!r}")
+
+
+def ranges_of(uids: Iterable[int]) -> list[tuple[int, int]]:
+    out: list[tuple[int, int]] = []
+    for uid in sorted(set(uids)):
+        if out and out[-1][1] == uid - 1:
+            out[-1] = (out[-1][0], uid)
+        else:
+            out.append((uid, uid))
+    return out
+
+
+def _uid_conditions(uids: Sequence[int]) -> list[ColumnElement[bool]]:
+    """Conditions selecting exactly ``uids``: a few BETWEENs, or IN chunks."""
+    spans = ranges_of(uids)
+    if not spans:
+        return [_MESSAGES.c.uid.in_([])]
+    if len(spans) <= MAX_RANGES:
+        return [or_(*(_MESSAGES.c.uid.between(lo, hi) for lo, hi in spans))]
+    ordered = sorted(set(uids))
+    return [_MESSAGES.c.uid.in_(chunk) for chunk in _chunks(ordered, CHUNK)]
+
+
+def _chunks(values: Sequence[int], size: int) -> Iterator[Sequence[int]]:
+    for i in range(0, len(values), size):
+        yield values[i : i + size]
+
+
+def _remove(conn: Connection, folder_id: int, uids: Sequence[int], modseq: int) -> None:
+    for chunk in _chunks(list(uids), CHUNK):
+        conn.execute(
+            delete(_MESSAGES).where(
+                and_(_MESSAGES.c.folder_id == folder_id, _MESSAGES.c.uid.in_(chunk))
+            )
+        )
+    conn.execute(
+        _EXPUNGED.insert(),
+        [{"folder_id": folder_id, "uid": uid, "modseq": modseq} for uid in uids],
+    )
+
+
+def _folder_select() -> Any:
+    c = _FOLDERS.c
+    return select(
+        c.id,
+        c.mailbox_id,
+        c.name,
+        c.special_use,
+        c.subscribed,
+        c.uidvalidity,
+        c.uidnext,
+        c.highestmodseq,
+    )
+
+
+def _folder(row: Any) -> FolderInfo:
+    return FolderInfo(
+        int(row[0]),
+        int(row[1]),
+        row[2],
+        row[3],
+        bool(row[4]),
+        int(row[5]),
+        int(row[6]),
+        int(row[7]),
+    )
+
+
+async def _folder_by_name(conn: AsyncConnection, mailbox_id: int, name: str) -> FolderInfo | None:
+    row = (
+        await conn.execute(
+            _folder_select().where(_FOLDERS.c.mailbox_id == mailbox_id, _FOLDERS.c.name == name)
+        )
+    ).first()
+    return _folder(row) if row is not None else None
+
+
+async def _folder_by_id(conn: AsyncConnection, folder_id: int) -> FolderInfo | None:
+    row = (await conn.execute(_folder_select().where(_FOLDERS.c.id == folder_id))).first()
+    return _folder(row) if row is not None else None
