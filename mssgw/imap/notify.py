@@ -1,0 +1,81 @@
+"""Change notification between IMAP sessions: "folder F reached MODSEQ m".
+
+Why so little in a notification: the message says only *that* a folder
+changed and up to which MODSEQ.  Each session then asks the store what
+changed since the MODSEQ it knows (``Mail.changes``), so notifications may be
+merged, duplicated, reordered or lost-and-retried without any session ever
+seeing changes out of order: the order comes from MODSEQ, not from the
+channel.  That is also what makes the channel replaceable.
+
+Interface (:class:`ChangeChannel`): ``publish(folder_id, modseq)`` after a
+commit, ``subscribe(folder_id)`` giving a :class:`Subscription` whose
+``changed`` event is set when a higher MODSEQ is announced.
+
+* :class:`LocalChannel` (now): in-process, for one node.
+* Several nodes on PostgreSQL (later, same interface): ``publish`` runs
+  ``SELECT pg_notify('mssgw_folders', '<folder_id>:<modseq>')`` on the
+  store's engine; each node holds one dedicated asyncpg connection with
+  ``add_listener('mssgw_folders', ...)`` whose callback calls the local
+  channel's ``publish``.  Payloads are tiny (well under the 8000-octet
+  limit) and PostgreSQL delivers them only after commit, so a session never
+  wakes up before the change is visible.  A lost connection is handled by
+  marking every subscription changed after reconnecting (a spurious
+  resynchronisation costs one query per selected session).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Protocol
+
+
+class Subscription:
+    """One session's interest in one folder."""
+
+    __slots__ = ("changed", "channel", "folder_id", "modseq")
+
+    def __init__(self, channel: LocalChannel, folder_id: int) -> None:
+        self.channel = channel
+        self.folder_id = folder_id
+        #: Highest MODSEQ announced for the folder since subscribing.
+        self.modseq = 0
+        self.changed = asyncio.Event()
+
+    def close(self) -> None:
+        self.channel._drop(self)
+
+
+class ChangeChannel(Protocol):
+    def publish(self, folder_id: int, modseq: int) -> None: ...
+
+    def subscribe(self, folder_id: int) -> Subscription: ...
+
+
+class LocalChannel:
+    """In-process channel: a set of subscriptions per folder id."""
+
+    def __init__(self) -> None:
+        self._subs: dict[int, set[Subscription]] = {}
+        self.published = 0
+
+    def publish(self, folder_id: int, modseq: int) -> None:
+        self.published += 1
+        for sub in self._subs.get(folder_id, ()):
+            if modseq > sub.modseq:
+                sub.modseq = modseq
+            sub.changed.set()
+
+    def subscribe(self, folder_id: int) -> Subscription:
+        sub = Subscription(self, folder_id)
+        self._subs.setdefault(folder_id, set()).add(sub)
+        return sub
+
+    def _drop(self, sub: Subscription) -> None:
+        subs = self._subs.get(sub.folder_id)
+        if subs is not None:
+            subs.discard(sub)
+            if not subs:
+                del self._subs[sub.folder_id]
+
+    def subscribers(self, folder_id: int) -> int:
+        return len(self._subs.get(folder_id, ()))
