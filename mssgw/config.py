@@ -121,6 +121,18 @@ class LimitsSettings:
 
 
 @dataclass(frozen=True)
+class SubmissionSettings:
+    """What our users may send (SPEC FLOW-2, PAT-1, PAT-4)."""
+
+    #: The patient messaging domain (Mon espace santé).
+    patient_domain: str = "patient.mssante.fr"
+    #: Whether APP mailboxes may write to patients (PAT-4).
+    patient_allow_app: bool = False
+    #: A remote address absent from the directory replica: "accept" (traced) or "refuse".
+    unknown_remote_recipient: Literal["accept", "refuse"] = "accept"
+
+
+@dataclass(frozen=True)
 class RelaySettings:
     """Outbound delivery to other operators (SPEC FLOW-3, FLOW-4)."""
 
@@ -161,6 +173,7 @@ class Settings:
     trust: TrustSettings = field(default_factory=TrustSettings)
     listeners: ListenersSettings = field(default_factory=ListenersSettings)
     limits: LimitsSettings = field(default_factory=LimitsSettings)
+    submission: SubmissionSettings = field(default_factory=SubmissionSettings)
     relay: RelaySettings = field(default_factory=RelaySettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
     source: str = "<defaults>"

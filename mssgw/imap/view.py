@@ -246,7 +246,6 @@ class FolderView:
                 self.keywords.pop(uid, None)
                 out.append(writer.expunge(msn))
             self._expunged.clear()
-            self._exists_dirty = self._exists_dirty  # EXISTS only for additions
         if self._exists_dirty:
             out.append(writer.exists(len(self.uids)))
             out.append(writer.recent(0))
