@@ -80,8 +80,18 @@ def wants_notice(notify: str | None, action: Action, *, sender: str) -> bool:
 
 
 def xtext_decode(value: str) -> str:
-    """RFC 3461 §4: ``+XX`` is the octet XX; everything else stands for itself."""
-    return _XTEXT_HEX.sub(lambda m: chr(int(m.group(1), 16)), value)
+    """RFC 3461 §4: ``+XX`` is the octet XX; everything else stands for itself.
+
+    Octets are read as UTF-8 (RFC 6533 lets ORCPT carry UTF-8), invalid ones replaced.
+    """
+    raw = bytearray()
+    pos = 0
+    for match in _XTEXT_HEX.finditer(value):
+        raw += value[pos : match.start()].encode("utf-8")
+        raw.append(int(match.group(1), 16))
+        pos = match.end()
+    raw += value[pos:].encode("utf-8")
+    return raw.decode("utf-8", "replace")
 
 
 def xtext_encode(value: str) -> str:

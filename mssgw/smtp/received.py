@@ -81,23 +81,17 @@ def received(
         origin = f"from {helo} ({literal})"
     else:
         origin = f"from {literal} ({literal}) {comment('EHLO ' + helo[:100])}"
-    parts = [f"Received: {origin}"]
+    lines = [f"Received: {origin}"]
     if tls is not None:
-        parts.append(comment(f"using {tls.version} with cipher {tls.cipher} ({tls.bits}/{tls.bits} bits)"))
+        lines.append(comment(f"using {tls.version} with cipher {tls.cipher} ({tls.bits}/{tls.bits} bits)"))
         if tls.peer_dn is not None:
-            parts.append(comment(f"peer certificate {tls.peer_dn} verified"))
-    parts.append(f"by {by} (mssgw) with {protocol} id {ident}")
-    tail = f"for <{ascii_text(recipient)}>; " if recipient else ""
-    parts.append(tail + format_datetime(when))
-    lines = [parts[0]]
-    for part in parts[1:-1]:
-        lines.append(part)
-    lines[-1] += ";" if not recipient else ""
-    text = FOLD.join(lines)
+            lines.append(comment(f"peer certificate {tls.peer_dn} verified"))
+    lines.append(f"by {by} (mssgw) with {protocol} id {ident}")
     if recipient:
-        text += FOLD + parts[-1]
-    else:
-        text += FOLD + parts[-1]
+        lines.append(f"for <{ascii_text(recipient)}>")
+    lines[-1] += ";"
+    lines.append(format_datetime(when))
+    text = FOLD.join(lines)
     return (text + "\r\n").encode("ascii")
 
 

@@ -60,8 +60,11 @@ class BlobStore:
         """
         chunks: Iterable[bytes] = [data] if isinstance(data, bytes) else _read_chunks(data)
         tmp_dir = self.root / "tmp"
-        tmp_dir.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(dir=tmp_dir, prefix="in-")
+        try:
+            tmp_dir.mkdir(parents=True, exist_ok=True)
+            fd, tmp_name = tempfile.mkstemp(dir=tmp_dir, prefix="in-")
+        except OSError as exc:
+            raise StoreError(f"{tmp_dir}: cannot write message file: {exc.strerror}") from exc
         try:
             digest, size = _write_all(fd, chunks)
             blob_id = digest.hexdigest()

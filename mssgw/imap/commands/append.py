@@ -1,0 +1,65 @@
+"""APPEND (RFC 3501 §6.3.11, RFC 4315 APPENDUID, RFC 7889 APPENDLIMIT).
+
+The size limit is enforced by the protocol reader before the literal is
+read (``NO [TOOBIG]``); large literals arrive spooled to a temporary file
+and are streamed into the blob store.  ``OK`` is sent only once the
+message is durable (SPEC STORE-2: ``Mail.append`` returns after fsync and
+commit).
+"""
+
+from __future__ import annotations
+
+from typing import BinaryIO
+
+from mssgw.imap.protocol import SpooledLiteral, commands as c, writer
+from mssgw.imap.session import Refusal, Session
+from mssgw.imap.view import parse_flags
+from mssgw.store.traces import TraceRecord
+
+
+async def append(session: Session, cmd: c.Append) -> None:
+    try:
+        bits, keywords = parse_flags(cmd.flags)
+    except ValueError as exc:
+        raise Refusal(str(exc), bad=True) from None
+    folder = await session.folder(cmd.mailbox.name, trycreate=True)
+    data: bytes | BinaryIO
+    if isinstance(cmd.message, SpooledLiteral):
+        spool = session.literal_files.pop(cmd.message.index, None)
+        if spool is None:
+            raise Refusal("message data lost", bad=True)
+        spool.seek(0)
+        data = spool
+        size = cmd.message.size
+    else:
+        data, size = cmd.message, len(cmd.message)
+    if size == 0:
+        raise Refusal("empty message", bad=True)
+    identity = session.identity
+    assert identity is not None
+    try:
+        stored = await session.mail.append(
+            identity.mailbox.address,
+            folder,
+            data,
+            flags=bits,
+            keywords=keywords,
+            internaldate=cmd.internal_date,
+        )
+    finally:
+        if not isinstance(data, bytes):
+            data.close()
+    session.service.trace(
+        TraceRecord(
+            category="client",
+            action="imap.append",
+            result="ok",
+            actor=identity.actor,
+            peer_ip=session.connection.ip,
+            tls=session.connection.tls_description,
+            recipients=identity.mailbox.address,
+            size=size,
+        )
+    )
+    await session.catch_up(allow_expunge=True)
+    session.ok(cmd.tag, "APPEND completed", writer.codes.appenduid(stored.uidvalidity, [stored.uid]))
