@@ -52,4 +52,6 @@ class Identity:
     @property
     def actor(self) -> str:
         """How traces name the actor (TRACE-1): never a secret."""
-        return f"{self.kind.value}:{self.principal} via {self.method.value} as {self.mailbox.address}"
+        return (
+            f"{self.kind.value}:{self.principal} via {self.method.value} as {self.mailbox.address}"
+        )

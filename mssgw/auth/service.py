@@ -116,7 +116,9 @@ class AuthService:
         elif structure is not None:
             kind, principal = PrincipalKind.STRUCTURE, structure
         else:
-            await self._fail(keys, requested or None, ctx, "certificate names no person or structure")
+            await self._fail(
+                keys, requested or None, ctx, "certificate names no person or structure"
+            )
             raise AssertionError  # unreachable: _fail raises
         usable = [m for m in await self.store.mailboxes.usable_by(principal) if _may_use(kind, m)]
         chosen = _choose(usable, requested, kind)
@@ -149,7 +151,9 @@ class AuthService:
         await self._trace("ok", identity.actor, ctx, None)
         return identity
 
-    async def _trace(self, result: str, actor: str | None, ctx: Context, reason: str | None) -> None:
+    async def _trace(
+        self, result: str, actor: str | None, ctx: Context, reason: str | None
+    ) -> None:
         try:
             await self.store.traces.add(
                 TraceRecord(

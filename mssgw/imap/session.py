@@ -25,7 +25,8 @@ from mssgw.auth.identity import Identity
 from mssgw.auth.sasl import Mechanism
 from mssgw.errors import Conflict, MssgwError, NotFound
 from mssgw.imap.notify import Subscription
-from mssgw.imap.protocol import SaslResponse, commands as c, writer
+from mssgw.imap.protocol import SaslResponse, writer
+from mssgw.imap.protocol import commands as c
 from mssgw.imap.view import FolderView
 from mssgw.store.mail import FolderInfo
 
@@ -121,9 +122,7 @@ class Session:
     def greeting(self) -> bytes:
         from mssgw.imap.commands.misc import capabilities
 
-        return writer.ok(
-            None, "mssgw IMAP ready", writer.codes.capability(capabilities(self))
-        )
+        return writer.ok(None, "mssgw IMAP ready", writer.codes.capability(capabilities(self)))
 
     # -- dispatch -------------------------------------------------------------------
 

@@ -107,7 +107,9 @@ class FolderView:
 
     def state(self, msn: int) -> MessageState:
         uid = self.uids[msn - 1]
-        return MessageState(uid, self.flags[msn - 1], self.keywords.get(uid, ""), self.modseqs[msn - 1])
+        return MessageState(
+            uid, self.flags[msn - 1], self.keywords.get(uid, ""), self.modseqs[msn - 1]
+        )
 
     def is_expunged(self, uid: int) -> bool:
         """Gone from the store but not yet announced (its number is still valid)."""

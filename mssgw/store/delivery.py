@@ -150,7 +150,9 @@ class Messages:
         and its metadata."""
         blob = self.store.blobs.put_sync(data, sync_dir=False)
         if meta is None and self.annotate is not None:
-            meta = self.annotate(data if isinstance(data, bytes) else self.store.blobs.read(blob.id))
+            meta = self.annotate(
+                data if isinstance(data, bytes) else self.store.blobs.read(blob.id)
+            )
         if meta is None:
             meta = header_meta(
                 io.BytesIO(data) if isinstance(data, bytes) else self.store.blobs.open(blob.id)

@@ -44,7 +44,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mssgw.errors import Conflict, NotFound
-from mssgw.store.delivery import LocalTarget, StoredCopy
+from mssgw.store.delivery import NO_FLAGS, LocalTarget, StoredCopy
 from mssgw.store.folders import INBOX, allocate
 from mssgw.store.models import ExpungedMessage, Flag, Folder, Mailbox, Message, table
 from mssgw.store.timeutil import now
@@ -203,9 +203,7 @@ class Mail:
             if name in existing:
                 raise Conflict(f"folder {name!r} already exists")
             used = conn.execute(
-                select(func.max(_FOLDERS.c.uidvalidity)).where(
-                    _FOLDERS.c.mailbox_id == mailbox_id
-                )
+                select(func.max(_FOLDERS.c.uidvalidity)).where(_FOLDERS.c.mailbox_id == mailbox_id)
             ).scalar()
             uidvalidity = max(int(now().timestamp()), int(used or 0) + 1) & 0xFFFFFFFF
             folder_id = 0
@@ -353,9 +351,7 @@ class Mail:
             if folder is None:
                 raise NotFound("folder does not exist")
             result = await conn.execute(
-                select(
-                    _MESSAGES.c.uid, _MESSAGES.c.flags, _MESSAGES.c.keywords, _MESSAGES.c.modseq
-                )
+                select(_MESSAGES.c.uid, _MESSAGES.c.flags, _MESSAGES.c.keywords, _MESSAGES.c.modseq)
                 .where(_MESSAGES.c.folder_id == folder_id)
                 .order_by(_MESSAGES.c.uid)
             )
@@ -371,9 +367,7 @@ class Mail:
             if folder.highestmodseq <= since:
                 return Changes(folder)
             result = await conn.execute(
-                select(
-                    _MESSAGES.c.uid, _MESSAGES.c.flags, _MESSAGES.c.keywords, _MESSAGES.c.modseq
-                )
+                select(_MESSAGES.c.uid, _MESSAGES.c.flags, _MESSAGES.c.keywords, _MESSAGES.c.modseq)
                 .where(_MESSAGES.c.folder_id == folder_id, _MESSAGES.c.modseq > since)
                 .order_by(_MESSAGES.c.uid)
             )
@@ -584,7 +578,7 @@ class Mail:
         folder: FolderInfo,
         data: bytes | BinaryIO,
         *,
-        flags: Flag = Flag(0),
+        flags: Flag = NO_FLAGS,
         keywords: Sequence[str] = (),
         internaldate: datetime | None = None,
     ) -> StoredCopy:

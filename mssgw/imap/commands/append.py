@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from typing import BinaryIO
 
-from mssgw.imap.protocol import SpooledLiteral, commands as c, writer
+from mssgw.imap.protocol import SpooledLiteral, writer
+from mssgw.imap.protocol import commands as c
 from mssgw.imap.session import Refusal, Session
 from mssgw.imap.view import parse_flags
 from mssgw.store.traces import TraceRecord
@@ -62,4 +63,6 @@ async def append(session: Session, cmd: c.Append) -> None:
         )
     )
     await session.catch_up(allow_expunge=True)
-    session.ok(cmd.tag, "APPEND completed", writer.codes.appenduid(stored.uidvalidity, [stored.uid]))
+    session.ok(
+        cmd.tag, "APPEND completed", writer.codes.appenduid(stored.uidvalidity, [stored.uid])
+    )

@@ -25,7 +25,8 @@ from mssgw.auth.sasl import (
 )
 from mssgw.auth.service import AuthFailure, Context
 from mssgw.imap.commands.misc import capabilities
-from mssgw.imap.protocol import SaslResponse, commands as c, writer
+from mssgw.imap.protocol import SaslResponse, writer
+from mssgw.imap.protocol import commands as c
 from mssgw.imap.session import Action, Refusal, Session, State
 
 log = logging.getLogger(__name__)

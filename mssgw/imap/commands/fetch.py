@@ -22,7 +22,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from mssgw.imap import cache, mime
-from mssgw.imap.protocol import FetchAttribute, commands as c, writer
+from mssgw.imap.protocol import FetchAttribute, writer
+from mssgw.imap.protocol import commands as c
 from mssgw.imap.session import Session
 from mssgw.imap.view import FolderView, flag_list
 from mssgw.store.mail import MessageRow
@@ -98,7 +99,8 @@ async def _from_view(session: Session, view: FolderView, msns: list[int], p: Pla
         for start in range(0, len(msns), 5000):
             session.send(
                 b"".join(
-                    view.flags_response(m, uid=uid, modseq=False) for m in msns[start : start + 5000]
+                    view.flags_response(m, uid=uid, modseq=False)
+                    for m in msns[start : start + 5000]
                 )
             )
             await session.drain()
@@ -160,8 +162,9 @@ async def _answer(
     p: Plan,
     seen_now: set[int],
 ) -> None:
-    wants_structure = any(a.name in ("ENVELOPE", "BODYSTRUCTURE", "BODY") and a.section is None
-                          for a in p.attributes)
+    wants_structure = any(
+        a.name in ("ENVELOPE", "BODYSTRUCTURE", "BODY") and a.section is None for a in p.attributes
+    )
     wanted: dict[int, tuple[str, int | None]] = {}
     for msn in msns:
         row = rows.get(view.uids[msn - 1])

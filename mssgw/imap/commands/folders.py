@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import re
 
-from mssgw.imap.protocol import commands as c, writer
+from mssgw.imap.protocol import commands as c
+from mssgw.imap.protocol import writer
 from mssgw.imap.session import Refusal, Session
 from mssgw.store.folders import INBOX
 from mssgw.store.mail import DELIMITER, FolderInfo, canonical_name

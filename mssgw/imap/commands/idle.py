@@ -9,7 +9,8 @@ firewall timeouts.
 
 from __future__ import annotations
 
-from mssgw.imap.protocol import commands as c, writer
+from mssgw.imap.protocol import commands as c
+from mssgw.imap.protocol import writer
 from mssgw.imap.session import Action, Session
 
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from mssgw.auth.sasl import MECHANISMS
-from mssgw.imap.protocol import commands as c, writer
+from mssgw.imap.protocol import commands as c
+from mssgw.imap.protocol import writer
 from mssgw.imap.session import Action, Session, State
 
 #: Always offered (STORE-3 and what the parser understands).

@@ -23,7 +23,9 @@ from dataclasses import dataclass, field
 from datetime import date
 
 from mssgw.imap import mime
-from mssgw.imap.protocol import commands as c, search as s, writer
+from mssgw.imap.protocol import commands as c
+from mssgw.imap.protocol import search as s
+from mssgw.imap.protocol import writer
 from mssgw.imap.session import Refusal, Session
 from mssgw.imap.view import FolderView
 from mssgw.store.mail import MessageRow
@@ -91,9 +93,7 @@ class Message:
         if root is None or self.raw is None:
             return []
         lower = name.lower()
-        return [
-            decode_words(mime.field_value(self.raw, f)) for f in root.fields if f.name == lower
-        ]
+        return [decode_words(mime.field_value(self.raw, f)) for f in root.fields if f.name == lower]
 
     def header_text(self) -> str:
         if self._header is None:

@@ -3,7 +3,8 @@ RFC 3691, RFC 7162 §3.1.2, §3.2.11)."""
 
 from __future__ import annotations
 
-from mssgw.imap.protocol import commands as c, writer
+from mssgw.imap.protocol import commands as c
+from mssgw.imap.protocol import writer
 from mssgw.imap.session import Session
 from mssgw.imap.view import FolderView
 

@@ -3,7 +3,8 @@ RFC 4315 UIDPLUS, RFC 6851 MOVE, RFC 7162 §3.1.3 UNCHANGEDSINCE)."""
 
 from __future__ import annotations
 
-from mssgw.imap.protocol import SequenceSet, commands as c, writer
+from mssgw.imap.protocol import SequenceSet, writer
+from mssgw.imap.protocol import commands as c
 from mssgw.imap.session import Refusal, Session
 from mssgw.imap.view import FolderView, parse_flags
 from mssgw.store.traces import TraceRecord

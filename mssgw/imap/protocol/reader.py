@@ -209,6 +209,12 @@ class CommandReader:
         self._state = _LINE
 
     @property
+    def buffered(self) -> int:
+        """Octets received but not yet consumed (e.g. pipelined after STARTTLS,
+        which a server must not carry over into the TLS session)."""
+        return len(self._buf)
+
+    @property
     def in_command(self) -> bool:
         """Whether part of a command has been read (useful for timeouts)."""
         return bool(self._lines) or self._state not in (_LINE, _CLOSED)
