@@ -402,7 +402,7 @@ class Mail:
                     ).where(_MESSAGES.c.folder_id == folder_id, where)
                 )
                 for row in result.tuples():
-                    out[row[0]] = MessageRow(*row)
+                    out[row[0]] = MessageRow(*row[:10])
         return out
 
     async def cache_meta(self, folder_id: int, uid: int, envelope: str, bodystructure: str) -> None:

@@ -9,14 +9,16 @@ listeners, each on a free port.  Tests then talk to it over real sockets.
 from __future__ import annotations
 
 import contextlib
+import tomllib
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mssgw import config, runtime
+import tomli_w
+
+from mssgw import config, dev, runtime
 from mssgw.app import App
-from mssgw.dev import PORT_OFFSETS
 from mssgw.store import Store
 
 
@@ -42,27 +44,39 @@ def gateway_config(
     url: str | None = None,
     listeners: Iterable[str] = ("mta",),
     extra: str = "",
+    routes: dict[str, str] | None = None,
 ) -> Path:
-    op = manifest["operators"][operator]
-    wanted = set(listeners)
-    blocks = []
-    for name in PORT_OFFSETS:
-        enabled = "true" if name in wanted else "false"
-        blocks.append(f'[listeners.{name}]\nenabled = {enabled}\naddress = "127.0.0.1"\nport = 0\n')
-    store_url = url or f"sqlite:///{tmp / 'mssgw.db'}"
-    text = (
-        f'[gateway]\nhostname = "{op["host"]}"\ndomains = ["{op["domain"]}"]\nstate_dir = "{tmp}"\n'
-        f'[store]\nurl = "{store_url}"\n'
-        f'[tls]\nprofile = "mssante"\ncertificate = "{op["certificate"]}"\nkey = "{op["key"]}"\n'
-        f'anchors = "{manifest["anchors"]}"\ncrls = ["{manifest["crl"]}"]\nreload_interval = 1\n'
-        f'[trust]\nliste_blanche_file = "{tmp / "listeblanche.xml"}"\n' + "\n".join(blocks) + extra
-    )
-    path = tmp / "mssgw.toml"
-    path.write_text(text)
-    lb = tmp / "listeblanche.xml"
+    """Write ``tmp/mssgw.toml`` for development operator ``operator`` (ephemeral ports)."""
+    lb = tmp / "listeblanche.xml"  # a private copy, so a test may replace it
     if not lb.exists():
         lb.write_bytes(Path(manifest["liste_blanche"]).read_bytes())
+    text = dev.config_text(
+        tmp,
+        manifest,
+        ports=dict.fromkeys(listeners, 0),
+        operator=operator,
+        routes=routes,
+        liste_blanche=str(lb),
+    )
+    store_url = url or f"sqlite:///{tmp / 'mssgw.db'}"
+    text = text.replace(
+        "[tls]\n", f'[store]\nurl = "{store_url}"\n\n[tls]\nreload_interval = 1\n', 1
+    )
+    merged = _merge(tomllib.loads(text), tomllib.loads(extra))
+    path = tmp / "mssgw.toml"
+    path.write_text(tomli_w.dumps(merged))
     return path
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """``extra`` tables override or extend ``base`` key by key (a test's own settings)."""
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
 
 
 @contextlib.asynccontextmanager
@@ -74,10 +88,19 @@ async def running_gateway(
     url: str | None = None,
     listeners: Iterable[str] = ("mta",),
     extra: str = "",
+    routes: dict[str, str] | None = None,
 ) -> AsyncIterator[RunningGateway]:
     tmp.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 - test set-up, before any I/O matters
     settings = config.load(
-        gateway_config(tmp, manifest, operator=operator, url=url, listeners=listeners, extra=extra),
+        gateway_config(
+            tmp,
+            manifest,
+            operator=operator,
+            url=url,
+            listeners=listeners,
+            extra=extra,
+            routes=routes,
+        ),
         env={},
     )
     store = await Store.open(settings, check_schema=False)

@@ -7,17 +7,15 @@ authenticated, selected).
 
 from __future__ import annotations
 
-from mssgw.imap.commands import (
-    append,
-    auth,
-    fetch,
-    folders,
-    idle,
-    misc,
-    search,
-    select,
-    store,
-)
+from mssgw.imap.commands import append as append
+from mssgw.imap.commands import auth as auth
+from mssgw.imap.commands import fetch as fetch
+from mssgw.imap.commands import folders as folders
+from mssgw.imap.commands import idle as idle
+from mssgw.imap.commands import misc as misc
+from mssgw.imap.commands import search as search
+from mssgw.imap.commands import select as select
+from mssgw.imap.commands import store as store
 from mssgw.imap.protocol import commands as c
 from mssgw.imap.session import Handler, State
 

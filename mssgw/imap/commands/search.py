@@ -213,6 +213,10 @@ def _day(m: Message, where: str) -> date | None:
         return None
 
 
+def _filter(key: s.SearchKey, messages: list[Message], view: FolderView) -> list[Message]:
+    return [m for m in messages if matches(key, m, view)]
+
+
 def _candidates(key: s.SearchKey, view: FolderView) -> list[int]:
     """Cheap pre-filter: a top-level sequence/UID key bounds the messages to look at."""
     keys = key.keys if isinstance(key, s.And) else (key,)
@@ -251,11 +255,7 @@ async def search(session: Session, cmd: c.Search) -> None:
             for m in messages:
                 if m.row is not None:
                     m.raw = blobs.get(m.row.blob_id)
-            found.extend(
-                await asyncio.to_thread(
-                    lambda ms=messages: [m for m in ms if matches(cmd.criteria, m, view)]
-                )
-            )
+            found.extend(await asyncio.to_thread(_filter, cmd.criteria, messages, view))
         else:
             found.extend(m for m in messages if matches(cmd.criteria, m, view))
     numbers = [m.uid if cmd.uid else m.msn for m in found]

@@ -1,0 +1,275 @@
+"""Peers for the relay tests: a tiny authoritative DNS server and a TLS SMTP server.
+
+``LocalDns`` answers UDP queries on 127.0.0.1 from a dict, in a thread
+(dnspython builds the responses); names map to records, or to ``NXDOMAIN``,
+``SERVFAIL`` or ``DROP`` (no answer at all, for timeouts).
+
+``TlsPeer`` is a real SMTP server (aiosmtpd) that requires STARTTLS before
+MAIL, presents a certificate of the development PKI, requires our client
+certificate, and records every transaction it accepts and every raw
+command it saw.  It can advertise DSN (RFC 3461) and refuse recipients.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import socket
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import dns.asyncresolver
+import dns.flags
+import dns.message
+import dns.rcode
+import dns.rdatatype
+import dns.rrset
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, Envelope, Session
+from cryptography import x509
+
+from mssgw.tls.context import server_context
+from mssgw.tls.identity import subject_dn
+
+Zone = dict[str, Any]
+
+
+class LocalDns:
+    """``zone``: {"name.": {"MX": ["10 mx.x."], "A": ["127.0.0.1"]} | "NXDOMAIN" | ...}."""
+
+    def __init__(self, zone: Zone) -> None:
+        self.zone = {k.lower().rstrip(".") + ".": v for k, v in zone.items()}
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(0.2)
+        self.port = int(self.sock.getsockname()[1])
+        self.queries: list[tuple[str, str]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+
+    def __enter__(self) -> LocalDns:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self.sock.close()
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                data, addr = self.sock.recvfrom(4096)
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            reply = self._answer(dns.message.from_wire(data))
+            if reply is not None:
+                self.sock.sendto(reply.to_wire(), addr)
+
+    def _answer(self, query: dns.message.Message) -> dns.message.Message | None:
+        question = query.question[0]
+        name = question.name.to_text().lower()
+        rdtype = dns.rdatatype.to_text(question.rdtype)
+        self.queries.append((name, rdtype))
+        response = dns.message.make_response(query)
+        response.flags |= dns.flags.AA
+        entry = self.zone.get(name)
+        if entry == "DROP":
+            return None
+        if entry == "SERVFAIL":
+            response.set_rcode(dns.rcode.SERVFAIL)
+        elif entry is None or entry == "NXDOMAIN":
+            response.set_rcode(dns.rcode.NXDOMAIN)
+        elif rdtype in entry:
+            response.answer.append(dns.rrset.from_text(name, 60, "IN", rdtype, *entry[rdtype]))
+        return response
+
+
+def resolver_for(server: LocalDns, lifetime: float = 2.0) -> Any:
+    resolver = dns.asyncresolver.Resolver(configure=False)
+    resolver.nameservers = ["127.0.0.1"]
+    resolver.port = server.port
+    resolver.lifetime = lifetime
+    resolver.timeout = lifetime
+    return resolver
+
+
+# --------------------------------------------------------------------------- SMTP peer
+
+
+_DSN_PARAM = re.compile(r"\s+(RET|ENVID|NOTIFY|ORCPT)=\S+", re.IGNORECASE)
+
+
+@dataclass
+class Received:
+    sender: str
+    recipients: list[str]
+    data: bytes
+    mail_args: str
+    rcpt_args: list[str]
+
+
+@dataclass
+class PeerState:
+    """What the peer saw; shared by its sessions."""
+
+    dsn: bool = False
+    refuse: dict[str, str] = field(default_factory=dict)
+    commands: list[str] = field(default_factory=list)
+    received: list[Received] = field(default_factory=list)
+    client_dns: list[str] = field(default_factory=list)
+
+
+class _PeerSmtp(SMTP):  # type: ignore[misc]
+    """aiosmtpd with the DSN extension advertised on demand (params recorded, not acted on)."""
+
+    def __init__(self, handler: Any, state: PeerState, **kw: Any) -> None:
+        super().__init__(handler, **kw)
+        self.state = state
+        self._mail_args = ""
+        self._rcpt_args: list[str] = []
+
+    async def smtp_EHLO(self, hostname: str) -> None:
+        self.state.commands.append("EHLO")
+        if not self.state.dsn:
+            await super().smtp_EHLO(hostname)
+            return
+        # Let aiosmtpd write its lines, with one more: 250-DSN.
+        original = self.push
+        lines: list[str] = []
+
+        async def capture(status: str) -> None:
+            lines.append(status)
+
+        self.push = capture  # type: ignore[method-assign]
+        try:
+            await super().smtp_EHLO(hostname)
+        finally:
+            self.push = original  # type: ignore[method-assign]
+        for line in lines[:-1]:
+            await original(line)
+        await original("250-DSN")
+        await original(lines[-1])
+
+    async def smtp_STARTTLS(self, arg: str) -> None:
+        self.state.commands.append("STARTTLS")
+        await super().smtp_STARTTLS(arg)
+
+    async def smtp_MAIL(self, arg: str) -> None:
+        self.state.commands.append("MAIL")
+        self._mail_args = arg or ""
+        self._rcpt_args = []
+        if self.state.dsn and arg:
+            arg = _DSN_PARAM.sub("", arg)
+        await super().smtp_MAIL(arg)
+
+    async def smtp_RCPT(self, arg: str) -> None:
+        self.state.commands.append("RCPT")
+        self._rcpt_args.append(arg or "")
+        if self.state.dsn and arg:
+            arg = _DSN_PARAM.sub("", arg)
+        await super().smtp_RCPT(arg)
+
+    async def smtp_DATA(self, arg: str) -> None:
+        self.state.commands.append("DATA")
+        await super().smtp_DATA(arg)
+
+    async def smtp_QUIT(self, arg: str) -> None:
+        self.state.commands.append("QUIT")
+        await super().smtp_QUIT(arg)
+
+
+class _Handler:
+    def __init__(self, state: PeerState) -> None:
+        self.state = state
+
+    async def handle_RCPT(
+        self, server: _PeerSmtp, session: Session, envelope: Envelope, address: str, options: Any
+    ) -> str:
+        refusal = self.state.refuse.get(address.lower())
+        if refusal:
+            return refusal
+        envelope.rcpt_tos.append(address)
+        return "250 2.1.5 OK"
+
+    async def handle_DATA(self, server: _PeerSmtp, session: Session, envelope: Envelope) -> str:
+        ssl_object = server.transport.get_extra_info("ssl_object")
+        der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
+        if der:
+            self.state.client_dns.append(subject_dn(x509.load_der_x509_certificate(der)))
+        self.state.received.append(
+            Received(
+                envelope.mail_from,
+                list(envelope.rcpt_tos),
+                bytes(envelope.original_content or envelope.content),
+                server._mail_args,
+                list(server._rcpt_args),
+            )
+        )
+        return "250 2.0.0 OK queued"
+
+
+class _Controller(Controller):  # type: ignore[misc]
+    def __init__(self, state: PeerState, **kw: Any) -> None:
+        self.state = state
+        super().__init__(_Handler(state), **kw)
+
+    def factory(self) -> _PeerSmtp:
+        return _PeerSmtp(self.handler, self.state, **self.SMTP_kwargs)
+
+
+@contextlib.contextmanager
+def tls_peer(
+    manifest: dict[str, Any],
+    *,
+    cert: dict[str, str] | None = None,
+    dsn: bool = False,
+    size: int = 33554432,
+    port: int = 0,
+) -> Iterator[tuple[PeerState, int]]:
+    """A running peer on 127.0.0.1; yields its state and port.
+
+    ``cert``: the certificate/key it presents (default: operator 2, listed
+    for op2.mssante.test).  It requires our client certificate, checked
+    against the development anchors.
+    """
+    pair = cert or manifest["operators"][1]
+    ctx = server_context(
+        pair["certificate"], pair["key"], manifest["anchors"], client_cert="required"
+    )
+    state = PeerState(dsn=dsn)
+    if port == 0:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+    controller = _Controller(
+        state,
+        hostname="127.0.0.1",
+        port=port,
+        server_hostname="mx.op2.mssante.test",
+        tls_context=ctx,
+        require_starttls=True,
+        data_size_limit=size,
+        decode_data=False,
+        ready_timeout=10,
+    )
+    controller.start()
+    try:
+        yield state, port
+    finally:
+        controller.stop()
+
+
+async def until(predicate: Any, seconds: float = 10.0) -> None:
+    """Wait until ``predicate()`` is true (polling; for background workers)."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + seconds
+    while not predicate():
+        if loop.time() > end:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.02)
