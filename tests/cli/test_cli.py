@@ -170,3 +170,35 @@ def test_the_installed_command_prints_no_traceback(tmp_path: Path) -> None:
     assert (
         proc.returncode == 2 and "Traceback" not in proc.stderr and "invalid choice" in proc.stderr
     )
+
+
+def test_serve_refuses_tls_listeners_without_certificates(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(
+        f'[gateway]\nstate_dir = "{tmp_path}"\n'
+        + "".join(
+            f"[listeners.{n}]\nenabled = false\n"
+            for n in ("mta", "submission", "submissions", "imaps", "http")
+        )
+        + '[listeners.imap]\naddress = "127.0.0.1"\nport = 0\n'
+    )
+    env = {**os.environ, "MSSGW_CONFIG": str(path)}
+    subprocess.run(
+        [sys.executable, "-m", "mssgw", "db", "upgrade"],
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "mssgw", "serve"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == (
+        "mssgw: listeners.imap: TLS listener but no certificate: set tls.certificate, tls.key and "
+        "tls.anchors (or disable the listener)"
+    )
