@@ -14,11 +14,15 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import fields
+from typing import TYPE_CHECKING
 
 from mssgw import __version__
 from mssgw.config import ListenerSettings, Settings
 from mssgw.errors import MssgwError, StoreError
 from mssgw.runtime import TrustSpace
+
+if TYPE_CHECKING:
+    from mssgw.smtp.relay import RelayWorker
 from mssgw.store import Store
 from mssgw.web.autoconfig import ClientEndpoints
 from mssgw.web.http import HttpService
@@ -66,6 +70,7 @@ class App:
         #: (then only plain listeners such as ``http`` can start).
         self.trust = trust
         self.servers: dict[str, asyncio.Server] = {}
+        self.relay: RelayWorker | None = None
         self.started_at = time.time()
 
     def client_endpoints(self) -> ClientEndpoints:
@@ -108,6 +113,12 @@ class App:
                 raise MssgwError(
                     f"listeners.{f.name}: cannot listen on {lst.address}:{lst.port}: {exc.strerror}"
                 ) from None
+        if self.trust is not None:
+            # Outbound delivery to other operators (SPEC FLOW-3): needs our certificate.
+            from mssgw.smtp.relay import RelayWorker
+
+            self.relay = RelayWorker.for_app(self)
+            await self.relay.start()
         bound = {name: int(s.sockets[0].getsockname()[1]) for name, s in self.servers.items()}
         for name, port in bound.items():
             log.info(
@@ -121,6 +132,9 @@ class App:
         for server in self.servers.values():
             await server.wait_closed()
         self.servers.clear()
+        if self.relay is not None:
+            await self.relay.stop()
+            self.relay = None
         if self.trust is not None:
             await self.trust.stop()
 

@@ -25,6 +25,8 @@ GROUPS = (
     "delegate",
     "pki",
     "trust",
+    "queue",
+    "directory",
     "db",
 )
 

@@ -60,7 +60,11 @@ class Source(Protocol):
     scope: Scope
     complete: bool
 
-    def scan(self, stats: ScanStats) -> Iterator[DirectoryEntry]: ...
+    def scan(
+        self, stats: ScanStats, wanted: frozenset[str] | None = None
+    ) -> Iterator[DirectoryEntry]:
+        """Valid entries; with ``wanted``, a source may skip other addresses early."""
+        ...
 
     def owners(self) -> frozenset[str]: ...
 

@@ -181,7 +181,9 @@ class FhirSource:
         self._fetch()
         return frozenset(self._owners)
 
-    def scan(self, stats: ScanStats) -> Iterator[DirectoryEntry]:
+    def scan(
+        self, stats: ScanStats, wanted: frozenset[str] | None = None
+    ) -> Iterator[DirectoryEntry]:
         for number, item in self._fetch():
             stats.read += 1
             if isinstance(item, str):

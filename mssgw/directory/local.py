@@ -64,7 +64,9 @@ class LocalSource:
     def owners(self) -> frozenset[str]:
         return frozenset()
 
-    def scan(self, stats: ScanStats) -> Iterator[DirectoryEntry]:
+    def scan(
+        self, stats: ScanStats, wanted: frozenset[str] | None = None
+    ) -> Iterator[DirectoryEntry]:
         for number, entry in enumerate(self.entries, start=1):
             stats.read += 1
             if entry.bal_type not in BAL_TYPES or not is_valid_address(entry.address):

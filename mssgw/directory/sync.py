@@ -171,7 +171,7 @@ def entries_to_write(
 ) -> Iterator[tuple[DirectoryEntry, str]]:
     """Second pass: the winning row of each address to write, once each."""
     pending = set(wanted)
-    for entry in source.scan(ScanStats()):
+    for entry in source.scan(ScanStats(), wanted):
         address = entry.address
         if address in pending and entry.content_hash == new[address]:
             pending.discard(address)

@@ -87,7 +87,9 @@ class UpstreamLdapSource:
     def owners(self) -> frozenset[str]:
         return frozenset()
 
-    def scan(self, stats: ScanStats) -> Iterator[DirectoryEntry]:
+    def scan(
+        self, stats: ScanStats, wanted: frozenset[str] | None = None
+    ) -> Iterator[DirectoryEntry]:
         for number, attrs in enumerate(self._search(), start=1):
             stats.read += 1
             parsed = entry_from_attributes(attrs)

@@ -5,14 +5,14 @@ facts (peer chain, liste blanche, mailbox state) and sends the reply.
 
 Codes (RFC 5321 §4.2, RFC 3463 enhanced codes; docs/smtp.md has the table):
 
-====================================  ====  =======  ==============================================
+====================================  ====  =======  ========================================
 situation                             code  enh.     why
-====================================  ====  =======  ==============================================
+====================================  ====  =======  ========================================
 sender accepted                       250   2.1.0    X.1.0 other address status (sender ok)
-no liste blanche in use               451   4.7.0    fail closed, but transient: a good copy may come
+no liste blanche in use               451   4.7.0    fail closed but transient (a copy may come)
 peer not trusted for sender domain    550   5.7.1    from ``trust.binding.check_peer`` (TRUST-6)
 sender domain not listed              550   5.7.1    FLOW-1
-null sender, peer listed nowhere      550   5.7.1    idem, checked against every listed DN
+null sender, peer listed nowhere      550   5.7.1    idem, against every listed DN
 recipient accepted                    250   2.1.5    X.1.5 destination address valid
 domain not hosted here                550   5.1.2    X.1.2 bad destination system address: we are
                                                      not that system.  Not 5.7.1, which is kept for
@@ -24,7 +24,7 @@ suspended mailbox                     550   5.2.1    X.2.1 mailbox disabled, not
 too many recipients                   452   4.5.3    RFC 5321 §4.5.3.1.10: the client sends the rest
                                                      in another transaction
 store or database failure             451   4.3.0    X.3.0 mail system status: retry later
-====================================  ====  =======  ==============================================
+====================================  ====  =======  ========================================
 """
 
 from __future__ import annotations
@@ -59,6 +59,7 @@ def check_sender(
     """
     if liste is None:
         return Decision.tempfail(451, "4.7.0", "no valid liste blanche in use, try again later")
+    domain: str | None
     if sender:
         domain = sender.rpartition("@")[2].lower().rstrip(".")
     else:

@@ -30,11 +30,13 @@ MAX_ORCPT = 500
 
 _ATEXT = "A-Za-z0-9!#$%&'*+/=?^_`{|}~-"
 _DOT_STRING = re.compile(rf"[{_ATEXT}]+(\.[{_ATEXT}]+)*\Z")
-_DOT_STRING_UTF8 = re.compile(rf"[{_ATEXT}\u0080-\U0010ffff]+(\.[{_ATEXT}\u0080-\U0010ffff]+)*\Z")
+_UTEXT = "\u0080-\U0010ffff" + _ATEXT  # RFC 6531 §3.3: UTF-8 non-ASCII in atext
+_DOT_STRING_UTF8 = re.compile(rf"[{_UTEXT}]+(\.[{_UTEXT}]+)*\Z")
 _QUOTED = re.compile(r'"([\x20\x21\x23-\x5b\x5d-\x7e\u0080-\U0010ffff]|\\[\x20-\x7e])*"\Z')
 _LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?"
 _DOMAIN = re.compile(rf"{_LABEL}(\.{_LABEL})*\Z")
-_LABEL_UTF8 = r"[A-Za-z0-9\u0080-\U0010ffff]([A-Za-z0-9\u0080-\U0010ffff-]*[A-Za-z0-9\u0080-\U0010ffff])?"
+_U = "A-Za-z0-9\u0080-\U0010ffff"
+_LABEL_UTF8 = rf"[{_U}]([{_U}-]*[{_U}])?"
 _DOMAIN_UTF8 = re.compile(rf"{_LABEL_UTF8}(\.{_LABEL_UTF8})*\Z")
 _ADDRESS_LITERAL = re.compile(r"\[[\x21-\x5a\x5e-\x7e]+\]\Z")
 _KEYWORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]*\Z")
@@ -132,7 +134,7 @@ def check_mailbox(path: str, *, utf8: bool, enhanced: str) -> str:
 
     if path.startswith("@"):
         # RFC 5321 §4.1.2 / Appendix C: source routes MUST be accepted and ignored.
-        route, colon, path = path.partition(":")
+        _route, colon, path = path.partition(":")
         if not colon:
             raise bad("malformed source route")
     if len(path.encode("utf-8")) > MAX_PATH:
@@ -255,7 +257,9 @@ def parse_rcpt(arg: str, *, esmtp: bool = True, smtputf8: bool = False) -> RcptA
             if words == ["NEVER"]:
                 pass
             elif not words or any(w not in _NOTIFY for w in words) or len(set(words)) != len(words):
-                raise _syntax("NOTIFY must be NEVER or a list of SUCCESS, FAILURE, DELAY (RFC 3461 4.1)")
+                raise _syntax(
+                    "NOTIFY must be NEVER or a list of SUCCESS, FAILURE, DELAY (RFC 3461 4.1)"
+                )
         elif key == "ORCPT":
             orcpt = _need_value(key, value)
             addr_type, semi, address = orcpt.partition(";")

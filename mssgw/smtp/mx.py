@@ -92,7 +92,10 @@ class MxResolver:
         max_hops: int = MAX_HOPS,
         rng: random.Random | None = None,
     ) -> None:
-        self.routes = {k.lower().rstrip("."): parse_route(v, port) for k, v in (routes or {}).items()}
+        self.routes = {
+            name.lower().rstrip("."): parse_route(value, port)
+            for name, value in (routes or {}).items()
+        }
         self._resolver = resolver
         self.port = port
         self.max_hops = max_hops

@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from email.utils import format_datetime
 
-_DOMAIN = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*\Z")
+_LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?"
+_DOMAIN = re.compile(rf"{_LABEL}(\.{_LABEL})*\Z")
 _LITERAL = re.compile(r"\[[\x21-\x5a\x5e-\x7e]+\]\Z")
 FOLD = "\r\n\t"
 
@@ -49,10 +50,13 @@ def ascii_text(text: str) -> str:
     return "".join(ch if " " <= ch <= "~" else f"\\x{ord(ch):02x}" for ch in out)
 
 
+def escape_comment(text: str) -> str:
+    """Text safe inside an RFC 5322 §3.2.2 comment: ``(`` ``)`` ``\\`` quoted."""
+    return re.sub(r"([()\\])", r"\\\1", ascii_text(text))
+
+
 def comment(text: str) -> str:
-    """An RFC 5322 §3.2.2 comment: ``(`` ``)`` and ``\\`` become quoted-pairs."""
-    escaped = re.sub(r"([()\\])", r"\\\1", ascii_text(text))
-    return f"({escaped})"
+    return f"({escape_comment(text)})"
 
 
 def address_literal(ip: str) -> str:
@@ -83,7 +87,9 @@ def received(
         origin = f"from {literal} ({literal}) {comment('EHLO ' + helo[:100])}"
     lines = [f"Received: {origin}"]
     if tls is not None:
-        lines.append(comment(f"using {tls.version} with cipher {tls.cipher} ({tls.bits}/{tls.bits} bits)"))
+        version, cipher = escape_comment(tls.version), escape_comment(tls.cipher)
+        # A nested comment is fine in a comment (RFC 5322 §3.2.2 ccontent).
+        lines.append(f"(using {version} with cipher {cipher} ({tls.bits}/{tls.bits} bits))")
         if tls.peer_dn is not None:
             lines.append(comment(f"peer certificate {tls.peer_dn} verified"))
     lines.append(f"by {by} (mssgw) with {protocol} id {ident}")

@@ -138,7 +138,8 @@ class ListenerStats:
             ("recipients_refused_total", self.recipients_refused),
             ("octets_accepted_total", self.octets_accepted),
         ):
-            out += [f"# TYPE mssgw_smtp_{metric} counter", f"mssgw_smtp_{metric}{{{label}}} {value}"]
+            name = f"mssgw_smtp_{metric}"
+            out += [f"# TYPE {name} counter", f"{name}{{{label}}} {value}"]
         out.append("# TYPE mssgw_smtp_refusals_total counter")
         out += [
             f'mssgw_smtp_refusals_total{{{label},code="{code}"}} {n}'

@@ -27,7 +27,7 @@ import asyncio
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
 from sqlalchemy import (
     ColumnElement,
@@ -264,13 +264,14 @@ class Mail:
             return
 
         def work(conn: Connection) -> None:
-            names = dict(
-                conn.execute(
+            names: dict[str, int] = {
+                name: folder_id
+                for name, folder_id in conn.execute(
                     select(_FOLDERS.c.name, _FOLDERS.c.id).where(
                         _FOLDERS.c.mailbox_id == mailbox_id
                     )
-                ).tuples()
-            )
+                )
+            }
             if old not in names:
                 raise NotFound(f"folder {old!r} does not exist")
             if new in names:
@@ -355,7 +356,7 @@ class Mail:
                 .where(_MESSAGES.c.folder_id == folder_id)
                 .order_by(_MESSAGES.c.uid)
             )
-            messages = [MessageState(*row) for row in result.tuples()]
+            messages = [MessageState(*row) for row in result]
         return Snapshot(folder, messages)
 
     async def changes(self, folder_id: int, since: int) -> Changes:
@@ -371,7 +372,7 @@ class Mail:
                 .where(_MESSAGES.c.folder_id == folder_id, _MESSAGES.c.modseq > since)
                 .order_by(_MESSAGES.c.uid)
             )
-            messages = [MessageState(*row) for row in result.tuples()]
+            messages = [MessageState(*row) for row in result]
             gone = await conn.execute(
                 select(_EXPUNGED.c.uid)
                 .where(_EXPUNGED.c.folder_id == folder_id, _EXPUNGED.c.modseq > since)
@@ -401,8 +402,8 @@ class Mail:
                         _MESSAGES.c.header_size,
                     ).where(_MESSAGES.c.folder_id == folder_id, where)
                 )
-                for row in result.tuples():
-                    out[row[0]] = MessageRow(*row[:10])
+                for row in result:
+                    out[row[0]] = MessageRow(*cast(tuple[Any, ...], row))
         return out
 
     async def cache_meta(self, folder_id: int, uid: int, envelope: str, bodystructure: str) -> None:
@@ -456,7 +457,7 @@ class Mail:
                             _MESSAGES.c.keywords,
                             _MESSAGES.c.modseq,
                         ).where(_MESSAGES.c.folder_id == folder_id, where)
-                    ).tuples()
+                    ).all()
                 )
             current.sort()
             modified: list[int] = []

@@ -184,6 +184,13 @@ class Message(Base):
     envelope: Mapped[str | None] = mapped_column(Text)
     bodystructure: Mapped[str | None] = mapped_column(Text)
     header_size: Mapped[int | None] = mapped_column(Integer)
+    #: Inbound (port 25) envelope kept for a "delivered" DSN (RFC 3461 §6.2.1), values
+    #: as sent; NULL when the peer sent no DSN parameter (migration 0003_inbound).
+    return_path: Mapped[str | None] = mapped_column(String(320))
+    dsn_envid: Mapped[str | None] = mapped_column(String(100))
+    dsn_ret: Mapped[str | None] = mapped_column(String(8))
+    dsn_notify: Mapped[str | None] = mapped_column(String(40))
+    dsn_orcpt: Mapped[str | None] = mapped_column(String(500))
 
 
 class ExpungedMessage(Base):
@@ -228,6 +235,42 @@ class QueueEntry(Base):
     locked_until: Mapped[datetime | None] = mapped_column(UtcDateTime())
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    #: Outcome of the last attempt, for the DSN (RFC 3464 §2.3.4-2.3.7) and the CLI
+    #: (migration 0005): when, the RFC 3463 status, the server that answered (its MX
+    #: name) and its SMTP reply when the result came from it (else ``last_error``
+    #: alone, our own reason).
+    last_attempt_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    last_status: Mapped[str | None] = mapped_column(String(16))
+    remote_mta: Mapped[str | None] = mapped_column(String(255))
+    last_reply: Mapped[str | None] = mapped_column(Text)
+
+
+class QueueEvent(Base):
+    """One thing that happened to a queue row: an attempt's result or an operator action.
+
+    Why a table next to the traces: ``mssgw queue history`` answers "what
+    happened to message 42" by queue id, which traces (per SMTP
+    transaction, TRACE-1) do not carry.  No foreign key: a dropped row keeps
+    its history (migration 0005).
+    """
+
+    __tablename__ = "queue_events"
+    __table_args__ = (
+        Index("ix_queue_events_queue_id", "queue_id"),
+        Index("ix_queue_events_at", "at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    queue_id: Mapped[int] = mapped_column(BigInteger)
+    at: Mapped[datetime] = mapped_column(UtcDateTime())
+    #: ``delivered``, ``deferred``, ``failed`` (attempts), ``hold``, ``release``,
+    #: ``retry``, ``bounce``, ``drop`` (operator), ``dsn`` (a report was sent).
+    event: Mapped[str] = mapped_column(String(16))
+    recipient: Mapped[str] = mapped_column(String(320))
+    #: The worker (node) or ``operator``.
+    actor: Mapped[str | None] = mapped_column(String(100))
+    status: Mapped[str | None] = mapped_column(String(16))
+    detail: Mapped[str | None] = mapped_column(Text)
 
 
 class Trace(Base):

@@ -95,9 +95,10 @@ class FailingSource:
     def owners(self) -> frozenset[str]:
         return frozenset()
 
-    def scan(self, stats: ScanStats) -> Iterator[DirectoryEntry]:
+    def scan(self, stats: ScanStats,
+             wanted: frozenset[str] | None = None) -> Iterator[DirectoryEntry]:
         self.passes += 1
-        for n, entry in enumerate(self.inner.scan(stats)):
+        for n, entry in enumerate(self.inner.scan(stats, wanted)):
             if self.passes == 2 and n == self.after:
                 raise RuntimeError("interrupted")
             yield entry

@@ -6,6 +6,7 @@ Blocking clients (imaplib, imapclient) run in worker threads
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ssl
 from collections.abc import AsyncIterator
@@ -92,3 +93,57 @@ async def imap_env(
             yield env
         finally:
             await env.service.settle()
+
+
+class Raw:
+    """A minimal IMAP client on raw bytes, to check exact server output."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.counter = 0
+
+    @classmethod
+    async def connect(cls, port: int, ctx: ssl.SSLContext | None) -> Raw:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=ctx)
+        raw = cls(reader, writer)
+        raw.greeting = await raw.line()
+        return raw
+
+    async def line(self, timeout: float = 10.0) -> bytes:
+        """One response line, literals included inline."""
+        data = await asyncio.wait_for(self.reader.readuntil(b"\r\n"), timeout)
+        while data.endswith(b"}\r\n") and b"{" in data:
+            size = int(data[data.rindex(b"{") + 1 : -3])
+            data += await asyncio.wait_for(self.reader.readexactly(size), timeout)
+            data += await asyncio.wait_for(self.reader.readuntil(b"\r\n"), timeout)
+        return data
+
+    async def send(self, data: bytes) -> None:
+        self.writer.write(data)
+        await self.writer.drain()
+
+    async def command(self, text: str | bytes, timeout: float = 10.0) -> list[bytes]:
+        """Send a tagged command; return every line up to and including the tagged one."""
+        self.counter += 1
+        tag = b"t%d" % self.counter
+        body = text.encode() if isinstance(text, str) else text
+        await self.send(tag + b" " + body + b"\r\n")
+        return await self.until(tag, timeout)
+
+    async def until(self, tag: bytes, timeout: float = 10.0) -> list[bytes]:
+        lines = []
+        while True:
+            line = await self.line(timeout)
+            lines.append(line)
+            if line.startswith(tag + b" "):
+                return lines
+
+    async def login(self, user: str, password: str) -> None:
+        lines = await self.command(f'LOGIN "{user}" "{password}"')
+        assert b"OK" in lines[-1], lines
+
+    async def close(self) -> None:
+        self.writer.close()
+        with contextlib.suppress(Exception):
+            await self.writer.wait_closed()

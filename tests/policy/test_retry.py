@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -68,7 +69,7 @@ def test_planned_attempts_small_schedule() -> None:
 def test_default_schedule_gives_up_at_five_days() -> None:
     times = planned_attempts(DEFAULT, T0)
     assert times[-1] == T0 + timedelta(days=5)
-    gaps = [(b - a).total_seconds() for a, b in zip(times, times[1:], strict=False)]
+    gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(times)]
     assert gaps[:7] == [300, 600, 1200, 2400, 4800, 9600, 14400]
     assert max(gaps) == 14400
     assert len(times) == 36

@@ -14,11 +14,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import email
+import email.policy
 import re
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from email.message import Message as EmailMessage
+from pathlib import Path
 from typing import Any
 
 import dns.asyncresolver
@@ -30,9 +35,19 @@ import dns.rrset
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 from cryptography import x509
+from sqlalchemy import select
 
+from mssgw import config, runtime
+from mssgw.smtp.dsn import xtext_encode
+from mssgw.smtp.relay import RelayWorker
+from mssgw.store import Store
+from mssgw.store.delivery import Envelope as DeliveryEnvelope
+from mssgw.store.delivery import RemoteTarget
+from mssgw.store.mailboxes import NewMailbox
+from mssgw.store.models import MailboxType, Message, QueueEntry
 from mssgw.tls.context import server_context
 from mssgw.tls.identity import subject_dn
+from tests.support.gateway import gateway_config
 
 Zone = dict[str, Any]
 
@@ -273,3 +288,128 @@ async def until(predicate: Any, seconds: float = 10.0) -> None:
         if loop.time() > end:
             raise AssertionError("condition not reached in time")
         await asyncio.sleep(0.02)
+
+
+# --------------------------------------------------------------------------- our gateway
+
+
+SENDER = "claire.dupont@op1.mssante.test"
+MESSAGE = (
+    b"From: Claire Dupont <claire.dupont@op1.mssante.test>\r\n"
+    b"To: bob@op2.mssante.test\r\n"
+    b"Subject: Compte rendu\r\n"
+    b"Message-ID: <cr-1@op1.mssante.test>\r\n"
+    b"\r\n"
+    b"Bonjour,\r\n"
+    b".une ligne qui commence par un point\r\n"
+    b"\xc3\xa9t\xc3\xa9\r\n"
+)
+
+
+class Clock:
+    """A clock the test moves; starts at the real present (certificates are valid now)."""
+
+    def __init__(self) -> None:
+        self.now = datetime.now(UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+@dataclass
+class Relay:
+    settings: config.Settings
+    store: Store
+    trust: runtime.TrustSpace
+    clock: Clock
+    workers: list[RelayWorker] = field(default_factory=list)
+
+    def worker(self, **kw: Any) -> RelayWorker:
+        worker = RelayWorker(self.settings, self.store, self.trust, clock=self.clock, **kw)
+        self.workers.append(worker)
+        return worker
+
+    async def queue(
+        self,
+        *recipients: str,
+        notify: str | None = None,
+        orcpt: bool = False,
+        envid: str | None = None,
+        ret: str | None = None,
+        sender: str = SENDER,
+        data: bytes = MESSAGE,
+    ) -> list[int]:
+        targets = [
+            RemoteTarget(r, notify=notify, orcpt=f"rfc822;{xtext_encode(r)}" if orcpt else None)
+            for r in recipients
+        ]
+        result = await self.store.messages.deliver(
+            data, remote=targets, envelope=DeliveryEnvelope(sender, envid, ret)
+        )
+        self.clock.now = max(self.clock.now, datetime.now(UTC))  # the rows are due
+        return result.queued
+
+    async def entry(self, entry_id: int) -> QueueEntry:
+        return await self.store.queue.get(entry_id)
+
+    async def inbox(self, address: str = SENDER) -> list[bytes]:
+        """The raw messages in a local mailbox's INBOX (DSNs land there)."""
+        folder = await self.store.messages.folder(address)
+        async with self.store.read() as s:
+            blob_ids = (
+                await s.scalars(
+                    select(Message.blob_id)
+                    .where(Message.folder_id == folder.id)
+                    .order_by(Message.uid)
+                )
+            ).all()
+        return [self.store.blobs.read(b) for b in blob_ids]
+
+
+@contextlib.asynccontextmanager
+async def relay_gateway(
+    tmp: Path,
+    manifest: dict[str, Any],
+    *,
+    routes: dict[str, str] | None = None,
+    relay: str = "",
+    url: str | None = None,
+) -> AsyncIterator[Relay]:
+    """Operator 1 (op1.mssante.test) with its trust space, store and one local sender."""
+    tmp.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 - test set-up
+    extra = "[relay]\nconnect_timeout = 5\ncommand_timeout = 10\n" + relay
+    path = gateway_config(
+        tmp, manifest, operator=0, url=url, listeners=(), routes=routes, extra=extra
+    )
+    settings = config.load(path, env={})
+    store = await Store.open(settings, check_schema=False)
+    await store.upgrade()
+    trust = runtime.build(settings)
+    await store.mailboxes.ensure_domain("op1.mssante.test")
+    await store.mailboxes.add(NewMailbox(SENDER, MailboxType.PER, "810012345678"))
+    env = Relay(settings, store, trust, Clock())
+    try:
+        yield env
+    finally:
+        for worker in env.workers:
+            await worker.stop()
+        await store.close()
+
+
+def dsn_fields(data: bytes) -> tuple[EmailMessage, list[EmailMessage]]:
+    """A DSN parsed: the whole message and the per-message + per-recipient field groups."""
+    msg = email.message_from_bytes(data, policy=email.policy.compat32)
+    parts = msg.get_payload()
+    assert isinstance(parts, list)
+    groups = parts[1].get_payload()
+    assert isinstance(groups, list)
+    return msg, groups  # type: ignore[return-value]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])

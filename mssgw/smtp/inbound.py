@@ -1,0 +1,300 @@
+"""Port 25: mail from the other MSSanté operators (SPEC FLOW-1, TLS-2, TRUST-6).
+
+A session here is an ``EsmtpSession`` whose decisions come from
+``mssgw.policy.inbound``:
+
+* STARTTLS is mandatory before MAIL (``530 5.7.0``) and the handshake uses
+  the operator context, which *requires* a client certificate chaining to
+  the IGC-Santé anchors and not revoked: a peer without one, or with an
+  expired, revoked or unknown-CA one, fails the handshake (a TLS alert; no
+  SMTP code can be sent) and the failure is traced;
+* MAIL FROM: the sender's domain must be on the liste blanche and the
+  peer's certificate DN listed for it (``check_peer`` at the current time);
+* RCPT TO: an active local mailbox of a hosted domain;
+* end of DATA: the message, preceded by ``Return-Path`` and ``Received``
+  (peer DN, TLS version and cipher), goes to every recipient's INBOX in one
+  ``deliver`` call; ``250`` is sent only after it returned, i.e. once blob
+  and rows are durable (SPEC STORE-2).  Any store failure is ``451 4.3.0``:
+  a delivery is all or nothing, so nothing is half stored.
+
+Every refusal, and every end of DATA, leaves a trace record (SPEC
+TRACE-1): actor = peer DN, IP, TLS, envelope, Message-ID, size, code and
+reason, never content.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Connection, update
+
+from mssgw.address import domain_of
+from mssgw.policy.decision import Decision
+from mssgw.policy.inbound import (
+    check_recipient,
+    check_recipient_count,
+    check_sender,
+    delivered,
+    store_unavailable,
+)
+from mssgw.policy.size import too_big
+from mssgw.smtp.data import DataProblem
+from mssgw.smtp.dsn_params import MailArgument, RcptArgument
+from mssgw.smtp.received import received, return_path
+from mssgw.smtp.session import (
+    DATA_PROBLEMS,
+    DataOutcome,
+    EsmtpSession,
+    ListenerEnv,
+    Transaction,
+    describe_tls_error,
+)
+from mssgw.store.delivery import DeliveryResult, Envelope, LocalTarget
+from mssgw.store.models import Message
+from mssgw.store.traces import TraceRecord
+
+if TYPE_CHECKING:
+    import asyncio
+
+    from mssgw.app import App
+
+log = logging.getLogger(__name__)
+
+#: Seconds the set of hosted domains is cached (domains change by operator action).
+HOSTED_TTL = 10.0
+#: Seconds a mailbox's state is cached for RCPT.  A lookup through the async ORM
+#: costs more than the rest of a transaction; a mailbox suspended (or created)
+#: less than this ago may still be accepted (refused) for that long.  Delivery
+#: itself re-checks the state in its transaction, so a suspended mailbox never
+#: gets mail: the peer gets 451 and retries.
+MAILBOX_TTL = 5.0
+MAILBOX_CACHE_MAX = 10_000
+#: Seconds a session reuses the verdict on its peer for a sender domain: a
+#: peer sends many messages from one domain per connection, and validating
+#: the chain and CRL costs about 0.4 ms.  Never beyond the leaf's expiry,
+#: and a new liste blanche or CRL set means a new verdict.
+SENDER_TTL = 30.0
+
+
+class InboundService:
+    """What port-25 sessions share: the app, and a small cache of hosted domains."""
+
+    def __init__(self, app: App, env: ListenerEnv) -> None:
+        self.app = app
+        self.env = env
+        self._hosted: frozenset[str] = frozenset()
+        self._hosted_at = -HOSTED_TTL
+        self._states: dict[str, tuple[float, str | None]] = {}
+
+    async def hosted_domains(self) -> frozenset[str]:
+        now = time.monotonic()
+        if now - self._hosted_at > HOSTED_TTL:
+            self._hosted = frozenset(await self.app.store.mailboxes.hosted_domains())
+            self._hosted_at = now
+        return self._hosted
+
+    async def mailbox_state(self, address: str) -> str | None:
+        """The mailbox's lifecycle state (``None``: no such mailbox), cached briefly."""
+        key = address.lower()
+        now = time.monotonic()
+        cached = self._states.get(key)
+        if cached is not None and now - cached[0] < MAILBOX_TTL:
+            return cached[1]
+        mailbox = await self.app.store.mailboxes.find(key)
+        state = mailbox.state if mailbox is not None else None
+        if len(self._states) >= MAILBOX_CACHE_MAX:
+            self._states.clear()
+        self._states[key] = (now, state)
+        return state
+
+    def primary_domain(self) -> str | None:
+        domains = self.app.settings.gateway.domains
+        return domains[0] if domains else None
+
+
+class InboundSession(EsmtpSession):
+    """One connection from another operator's MTA."""
+
+    def __init__(self, service: InboundService, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(service.env, loop)
+        self.service = service
+        self.app = service.app
+        self._verdicts: dict[str, tuple[float, object, object, Decision]] = {}
+
+    # ------------------------------------------------------------------ policy
+
+    async def check_mail(self, argument: MailArgument) -> Decision:
+        trust = self.app.trust
+        if trust is None:  # App.start refuses a TLS listener without a trust space
+            return store_unavailable()
+        sender = argument.sender
+        key = sender.rpartition("@")[2].lower()
+        now = datetime.now(UTC)
+        liste, generation = trust.liste, trust.operator_tls.generation
+        cached = self._verdicts.get(key)
+        if (
+            cached is not None
+            and time.monotonic() - cached[0] < SENDER_TTL
+            and cached[1] is liste
+            and cached[2] == generation
+            and (not self.peer_chain or now < self.peer_chain[0].not_valid_after_utc)
+        ):
+            return cached[3]
+        decision = check_sender(sender, self.peer_chain, liste, now, trust.anchors, trust.crls)
+        self._verdicts[key] = (time.monotonic(), liste, generation, decision)
+        return decision
+
+    async def check_rcpt(self, argument: RcptArgument) -> Decision:
+        decision = check_recipient_count(len(self.txn.recipients), self.env.limits.max_recipients)
+        if not decision.ok:
+            return decision
+        address = self._local_address(argument.recipient)
+        try:
+            hosted = await self.service.hosted_domains()
+            state = None
+            if domain_of(address) in hosted:
+                state = await self.service.mailbox_state(address)
+        except Exception as exc:  # database down: retry later, never a 5xx
+            log.error("%s: recipient lookup failed: %s", self.peer_ip, _brief(exc))
+            return store_unavailable()
+        return check_recipient(address, hosted, state)
+
+    def _local_address(self, recipient: str) -> str:
+        if recipient == "postmaster":  # RFC 5321 §4.1.1.3 "<Postmaster>"
+            primary = self.service.primary_domain()
+            return f"postmaster@{primary}" if primary else recipient
+        return recipient
+
+    # ------------------------------------------------------------------ data
+
+    def trace_headers(self) -> bytes:
+        txn = self.txn
+        assert self.session is not None and txn.sender is not None
+        single = txn.recipients[0].address if len(txn.recipients) == 1 else None
+        return return_path(txn.sender) + received(
+            helo=str(self.session.host_name or ""),
+            peer_ip=self.peer_ip,
+            by=self.hostname,
+            protocol=self.protocol_name,
+            ident=txn.id,
+            when=datetime.now(UTC),
+            tls=self.tls,
+            recipient=single,
+        )
+
+    async def end_of_data(self, outcome: DataOutcome) -> Decision:
+        txn = outcome.transaction
+        result: DeliveryResult | None = None
+        if outcome.problem is DataProblem.TOO_BIG:
+            decision = too_big(self.env.limits.max_message_size)
+        elif outcome.problem is not None:
+            decision = DATA_PROBLEMS[outcome.problem]
+        elif outcome.spool_error is not None:
+            log.error("%s: cannot spool message: %s", self.peer_ip, outcome.spool_error.strerror)
+            decision = store_unavailable()
+        else:
+            try:
+                result = await self.app.store.messages.deliver(
+                    outcome.spool.source(),  # type: ignore[arg-type]
+                    [LocalTarget(self._local_address(r.address)) for r in txn.recipients],
+                    envelope=Envelope(txn.sender or "", txn.mail.envid, txn.mail.ret),
+                )
+                decision = delivered(txn.id)
+            except Exception as exc:  # StoreError, or anything from the DB driver / disk
+                log.error("%s: delivery of %s failed: %s", self.peer_ip, txn.id, _brief(exc))
+                decision = store_unavailable()
+        size = outcome.size if outcome.problem is None else outcome.received
+        if result is not None and _has_dsn(txn):
+            await self._keep_dsn(result, txn)
+        await self._trace("data", decision, txn, txn.addresses, outcome.facts.message_id, size)
+        return decision
+
+    async def _keep_dsn(self, result: DeliveryResult, txn: Transaction) -> None:
+        """Record the DSN parameters on the stored copies (for a "delivered" DSN).
+
+        A second, small transaction after the delivery: the message is already
+        durable, so a failure here is logged and the message still accepted
+        (losing a success notice beats a duplicate delivery on retry).
+        """
+        table: Any = Message.__table__
+        rows = [
+            (copy.folder_id, copy.uid, rcpt.params.notify, rcpt.params.orcpt)
+            for copy, rcpt in zip(result.copies, txn.recipients, strict=True)
+        ]
+        sender, envid, ret = txn.sender, txn.mail.envid, txn.mail.ret
+
+        def work(conn: Connection) -> None:
+            for folder_id, uid, notify, orcpt in rows:
+                conn.execute(
+                    update(table)
+                    .where(table.c.folder_id == folder_id, table.c.uid == uid)
+                    .values(return_path=sender, dsn_envid=envid, dsn_ret=ret,
+                            dsn_notify=notify, dsn_orcpt=orcpt)
+                )
+
+        try:
+            await self.app.store.committer.run(work)
+        except Exception as exc:
+            log.error(
+                "%s: DSN parameters of %s not recorded: %s", self.peer_ip, txn.id, _brief(exc)
+            )
+
+    # ------------------------------------------------------------------ traces
+
+    async def refused(self, stage: str, decision: Decision, subject: str | None) -> None:
+        txn = self.txn
+        recipients = [subject] if stage == "rcpt" and subject else []
+        if stage == "mail":
+            txn = Transaction(id=txn.id, sender=subject)
+        await self._trace(stage, decision, txn, recipients, None, None)
+
+    async def tls_failed(self, error: BaseException) -> None:
+        reason = f"TLS handshake failed: {describe_tls_error(error)}"
+        await self._add_trace(TraceRecord(
+            category="transport", action=f"{self.env.name}.starttls", result="refused",
+            actor=None, peer_ip=self.peer_ip, reason=reason,
+        ))
+
+    async def _trace(
+        self, stage: str, decision: Decision, txn: Transaction, recipients: list[str],
+        message_id: str | None, size: int | None,
+    ) -> None:
+        await self._add_trace(TraceRecord(
+            category="transport",
+            action=f"{self.env.name}.{stage}",
+            result=_RESULT[decision.kind],
+            actor=self.peer_dn,
+            peer_ip=self.peer_ip,
+            tls=self.tls.describe() if self.tls is not None else None,
+            sender=txn.sender,
+            recipients=",".join(recipients) or None,
+            message_id=message_id,
+            size=size,
+            code=f"{decision.smtp_code} {decision.enhanced}",
+            reason=decision.reason,
+        ))
+
+    async def _add_trace(self, record: TraceRecord) -> None:
+        try:
+            await self.app.store.traces.add(record)
+        except Exception as exc:
+            log.error("%s: trace not written: %s", self.peer_ip, _brief(exc))
+
+
+_RESULT = {"accept": "accepted", "tempfail": "deferred", "reject": "refused"}
+
+
+def _has_dsn(txn: Transaction) -> bool:
+    return bool(
+        txn.mail.envid or txn.mail.ret
+        or any(r.params.notify or r.params.orcpt for r in txn.recipients)
+    )
+
+
+def _brief(exc: BaseException) -> str:
+    orig = getattr(exc, "orig", None) or exc
+    text = str(orig).strip()
+    return text.splitlines()[0][:200] if text else type(orig).__name__

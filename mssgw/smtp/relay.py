@@ -1,0 +1,529 @@
+"""The relay worker: outbound delivery to other operators (SPEC FLOW-3, FLOW-4, TLS-2).
+
+Each worker slot claims one *group* of due queue rows (same message, same
+envelope, same recipient domain: one SMTP transaction with several RCPTs),
+then:
+
+1. fails closed: without a verified liste blanche nothing is relayed
+   (deferred); a recipient domain not on the list is failed at once
+   (5.7.1), it would never be accepted by a trusted peer;
+2. finds the hops (static route, MX, implicit MX; ``smtp.mx``);
+3. tries them in order (``smtp.client.deliver``): STARTTLS with our
+   certificate, peer binding to the recipient domain before MAIL (TRUST-6),
+   DSN parameters passed on when advertised, SIZE respected;
+4. records one result per recipient (``store.queue.record``): delivered,
+   failed, or deferred on the written schedule (``policy.retry``), and
+   traces every attempt (TRACE-1, never content);
+5. sends the DSNs that are due (``smtp.dsn``): failure, delay, and
+   "relayed" success when the sender asked NOTIFY=SUCCESS and the next hop
+   does not speak DSN (RFC 3461 §5.2.2: we are then the last MTA able to
+   report).  When the next hop speaks DSN, NOTIFY is passed on and the
+   success report is its job (RFC 3461 §5.2.1).
+
+Delivery is at least once: a connection lost after the final dot is
+retried, as RFC 5321 §6.1 and RFC 1047 accept.  A DSN is sent after the row
+is recorded, and only by the worker that still held the row's lease.
+
+Wiring: ``RelayWorker.for_app(app)``, ``await worker.start()`` after the
+listeners, ``await worker.stop()`` before closing the store; ``wake()``
+after queueing makes it look at once instead of at the next poll.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import logging
+import os
+import socket
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from mssgw.policy.decision import Decision
+from mssgw.policy.retry import RetrySchedule, after_temporary_failure
+from mssgw.smtp import client as smtp_client
+from mssgw.smtp.client import Attempt, Recipient, Result, Transaction
+from mssgw.smtp.dsn import Action, DsnReport, RecipientReport, build_dsn, wants_notice
+from mssgw.smtp.mx import MxResolver, RouteError
+from mssgw.store import Store
+from mssgw.store.delivery import Envelope, LocalTarget, RemoteTarget, header_meta
+from mssgw.store.models import MailboxState, QueueEntry
+from mssgw.store.queue import Outcome
+from mssgw.store.timeutil import now
+from mssgw.store.traces import TraceRecord
+from mssgw.trust.binding import check_peer
+
+if TYPE_CHECKING:
+    import dns.asyncresolver
+
+    from mssgw.app import App
+    from mssgw.config import Settings
+    from mssgw.runtime import TrustSpace
+
+log = logging.getLogger(__name__)
+
+#: RFC 5321 §4.5.3.1.8: servers must accept at least 100 recipients per transaction.
+MAX_RCPTS = 100
+_EIGHT_BIT = bytes(range(128, 256))
+
+
+def domain_of(address: str) -> str:
+    return address.rpartition("@")[2].lower().rstrip(".")
+
+
+@dataclass
+class RunReport:
+    """What one ``run_once`` did (for tests, logs and ``mssgw queue retry``)."""
+
+    groups: int = 0
+    delivered: int = 0
+    deferred: int = 0
+    failed: int = 0
+    dsns: int = 0
+    ids: list[int] = field(default_factory=list)
+
+    def add(self, other: RunReport) -> None:
+        self.groups += other.groups
+        self.delivered += other.delivered
+        self.deferred += other.deferred
+        self.failed += other.failed
+        self.dsns += other.dsns
+        self.ids += other.ids
+
+
+@dataclass(frozen=True)
+class _Message:
+    size: int
+    eight_bit: bool
+    message_id: str | None
+
+
+class Notifier:
+    """Builds and sends DSNs about queue rows (worker and ``mssgw queue fail``).
+
+    The report goes to the original sender: into its INBOX when it is one of
+    our mailboxes, else queued to it with an empty envelope sender (so no
+    DSN is ever sent about it, RFC 3461 §6.1).
+    """
+
+    def __init__(self, settings: Settings, store: Store, *, actor: str) -> None:
+        self.settings = settings
+        self.store = store
+        self.actor = actor
+
+    async def send(
+        self,
+        rows: Sequence[QueueEntry],
+        action: Action,
+        results: Sequence[RecipientReport],
+        *,
+        at: datetime,
+    ) -> bool:
+        """One report about ``rows`` (same message and sender); False when not sent."""
+        first = rows[0]
+        if not first.sender:
+            return False
+        original = await asyncio.to_thread(self._original, first.blob_id, first.ret, action)
+        meta = header_meta(io.BytesIO(original))
+        report = DsnReport(
+            reporting_mta=self.settings.gateway.hostname,
+            sender=first.sender,
+            recipients=list(results),
+            date=at,
+            envid=first.envid,
+            ret=first.ret,
+            arrival_date=first.created_at,
+            message_id=meta.message_id,
+        )
+        data = build_dsn(report, original)
+        where = await self._deliver(first.sender, data)
+        ids = ", ".join(str(r.id) for r in rows)
+        await self.store.traces.add(
+            TraceRecord(
+                category="transport",
+                action="relay.dsn",
+                result="sent" if where else "dropped",
+                actor=self.actor,
+                sender="",
+                recipients=first.sender,
+                message_id=meta.message_id,
+                size=len(data),
+                code=results[0].status,
+                reason=f"{action} report for queue {ids} ({where or 'sender mailbox unusable'})",
+            )
+        )
+        for row in rows:
+            await self.store.queue.note(
+                row.id,
+                "dsn",
+                actor=self.actor,
+                status=action,
+                detail=f"{action} report {'sent' if where else 'dropped'} to {first.sender}",
+            )
+        return where is not None
+
+    def _original(self, blob_id: str, ret: str | None, action: Action) -> bytes:
+        """The bytes the report needs: all of them only for a failure with RET=FULL."""
+        if action == "failed" and (ret or "").upper() == "FULL":
+            return self.store.blobs.read(blob_id)
+        with self.store.blobs.open(blob_id) as f:
+            head = bytearray()
+            while line := f.readline(65536):
+                head += line
+                if line in (b"\r\n", b"\n") or len(head) > 1 << 20:
+                    break
+            return bytes(head)
+
+    async def _deliver(self, sender: str, data: bytes) -> str | None:
+        mailbox = await self.store.mailboxes.find(sender)
+        if mailbox is not None:
+            if mailbox.state != MailboxState.ACTIVE.value:
+                log.warning("DSN for a %s mailbox dropped", mailbox.state)
+                return None
+            await self.store.messages.deliver(data, [LocalTarget(mailbox.address)])
+            return "INBOX"
+        if domain_of(sender) in await self.store.mailboxes.hosted_domains():
+            log.warning("DSN for an unknown local mailbox dropped")
+            return None
+        await self.store.messages.deliver(
+            data, remote=[RemoteTarget(sender, notify="NEVER")], envelope=Envelope("")
+        )
+        return "queued"
+
+
+class RelayWorker:
+    """Delivers due queue rows; ``start``/``stop`` in the daemon, ``run_once`` on demand."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        trust: TrustSpace | None,
+        *,
+        resolver: dns.asyncresolver.Resolver | None = None,
+        name: str | None = None,
+        clock: Callable[[], datetime] = now,
+        smtp_port: int = 25,
+    ) -> None:
+        relay = settings.relay
+        self.settings = settings
+        self.store = store
+        self.trust = trust
+        self.clock = clock
+        self.name = name or f"{socket.gethostname()}:{os.getpid()}:{id(self) & 0xFFFF:04x}"
+        self.mx = MxResolver(relay.routes, resolver, port=smtp_port)
+        self.schedule = RetrySchedule.of(
+            relay.retry_schedule, relay.delay_notice_after, relay.give_up_after
+        )
+        # A group's whole attempt (every hop) is bounded by its lease, so a
+        # crashed node's rows come back after at most this long.
+        self.budget = float(relay.connect_timeout + 6 * relay.command_timeout)
+        self.lease = timedelta(seconds=self.budget + 60)
+        self.notifier = Notifier(settings, store, actor=f"relay {self.name}")
+        self._task: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+        self._stopping = asyncio.Event()
+
+    @classmethod
+    def for_app(cls, app: App, **kw: Any) -> RelayWorker:
+        return cls(app.settings, app.store, app.trust, **kw)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        if self._task is None:
+            self._stopping = asyncio.Event()
+            self._task = asyncio.create_task(self._loop(), name="mssgw-relay")
+
+    async def stop(self, grace: float = 30.0) -> None:
+        """Stop claiming; let deliveries in flight finish for ``grace`` seconds, then cancel.
+
+        Why not cancel at once: a transaction cut after the server's final
+        ``250`` but before the row is recorded would be delivered twice.
+        Cancelled groups give their leases back, so another node or the next
+        start takes them at once.
+        """
+        self._stopping.set()
+        self._wake.set()
+        task, self._task = self._task, None
+        if task is None:
+            return
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(grace):
+                await asyncio.shield(task)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    def wake(self) -> None:
+        """Something was queued: look now rather than at the next poll."""
+        self._wake.set()
+
+    async def _loop(self) -> None:
+        while not self._stopping.is_set():
+            self._wake.clear()  # before the run: a wake() during it means "run again"
+            try:
+                await self.run_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a bug or an unavailable store must not kill the relay
+                log.exception("relay run failed; retrying at the next poll")
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.settings.relay.poll_interval):
+                    await self._wake.wait()
+
+    # ------------------------------------------------------------------ one pass
+
+    async def run_once(self, *, ids: Sequence[int] | None = None) -> RunReport:
+        """Process every due row now (``ids``: only those), ``workers`` groups at a time."""
+        report = RunReport()
+        slots = max(1, self.settings.relay.workers)
+        await asyncio.gather(*(self._slot(report, ids) for _ in range(slots)))
+        return report
+
+    async def _slot(self, report: RunReport, ids: Sequence[int] | None) -> None:
+        while not self._stopping.is_set():
+            rows = await self.store.queue.claim_group(
+                self.name, lease=self.lease, at=self.clock(), ids=ids, limit=MAX_RCPTS
+            )
+            if not rows:
+                return
+            try:
+                report.add(await self._process(rows))
+            except asyncio.CancelledError:
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(
+                        self.store.queue.release_lease(self.name, [r.id for r in rows])
+                    )
+                raise
+
+    async def _process(self, rows: list[QueueEntry]) -> RunReport:
+        domain = domain_of(rows[0].recipient)
+        attempt: Attempt | None = None
+        try:
+            async with asyncio.timeout(self.budget):
+                results, attempt = await self._attempt(rows, domain)
+        except TimeoutError:
+            reason = f"delivery to {domain} took longer than {self.budget:.0f} s"
+            results = [Result("deferred", "4.4.7", reason)] * len(rows)
+        return await self._settle(rows, results, attempt)
+
+    async def _attempt(
+        self, rows: list[QueueEntry], domain: str
+    ) -> tuple[list[Result], Attempt | None]:
+        """Results per row, and the attempt that produced them (``None``: no connection)."""
+        liste = self.trust.liste if self.trust is not None else None
+        if self.trust is None or liste is None:
+            reason = "no verified liste blanche in use: nothing is relayed until one is loaded"
+            return await self._no_hop(rows, Result("deferred", "4.7.0", reason))
+        if not liste.dns_for(domain):
+            reason = f"domain {domain} is not on the MSSante liste blanche"
+            return await self._no_hop(rows, Result("failed", "5.7.1", reason))
+        try:
+            hops = await self.mx.resolve(domain)
+        except RouteError as exc:
+            result = Result("failed" if exc.permanent else "deferred", exc.status, exc.reason)
+            return await self._no_hop(rows, result)
+        message = await asyncio.to_thread(self._message, rows[0].blob_id)
+        trust = self.trust
+        transaction = Transaction(
+            sender=rows[0].sender,
+            recipients=[Recipient(r.recipient, r.notify, r.orcpt) for r in rows],
+            size=message.size,
+            open_message=lambda: self.store.blobs.open(rows[0].blob_id),
+            envid=rows[0].envid,
+            ret=rows[0].ret,
+            eight_bit=message.eight_bit,
+        )
+
+        def binding(chain: list[Any]) -> Decision:
+            return check_peer(chain, domain, liste, self.clock(), trust.anchors, trust.crls)
+
+        attempt: Attempt | None = None
+        for hop in hops:
+            attempt = await smtp_client.deliver(
+                hop,
+                transaction,
+                tls=trust.relay_tls.current,
+                check_peer=binding,
+                helo=self.settings.gateway.hostname,
+                connect_timeout=self.settings.relay.connect_timeout,
+                command_timeout=self.settings.relay.command_timeout,
+            )
+            await self._trace_attempt(rows, attempt, message)
+            if attempt.hop_error is None:
+                return attempt.results, attempt
+        assert attempt is not None and attempt.hop_error is not None
+        return [attempt.hop_error] * len(rows), attempt
+
+    async def _no_hop(
+        self, rows: list[QueueEntry], result: Result
+    ) -> tuple[list[Result], Attempt | None]:
+        await self.store.traces.add(
+            TraceRecord(
+                category="transport",
+                action="relay",
+                result=result.kind,
+                actor=f"relay {self.name}",
+                sender=rows[0].sender,
+                recipients=",".join(r.recipient for r in rows),
+                code=result.status,
+                reason=result.reason,
+            )
+        )
+        return [result] * len(rows), None
+
+    def _message(self, blob_id: str) -> _Message:
+        """Size, 8-bit content (for BODY=8BITMIME) and Message-ID, in a worker thread."""
+        eight_bit = False
+        size = 0
+        with self.store.blobs.open(blob_id) as f:
+            while chunk := f.read(1 << 20):
+                size += len(chunk)
+                eight_bit = eight_bit or chunk.translate(None, _EIGHT_BIT) != chunk
+        meta = header_meta(self.store.blobs.open(blob_id))
+        return _Message(size, eight_bit, meta.message_id)
+
+    async def _trace_attempt(
+        self, rows: list[QueueEntry], attempt: Attempt, message: _Message
+    ) -> None:
+        """TRACE-1: one record per recipient result, or one for a hop that failed."""
+        common: dict[str, Any] = {
+            "category": "transport",
+            "action": "relay",
+            "actor": attempt.peer_dn or f"{attempt.hop}",
+            "peer_ip": attempt.peer_ip,
+            "tls": attempt.tls,
+            "sender": rows[0].sender,
+            "message_id": message.message_id,
+            "size": message.size,
+        }
+        if attempt.hop_error is not None:
+            error = attempt.hop_error
+            await self.store.traces.add(
+                TraceRecord(
+                    **common,
+                    recipients=",".join(r.recipient for r in rows),
+                    result="peer-refused" if attempt.peer_refused else error.kind,
+                    code=error.status,
+                    reason=error.reason,
+                )
+            )
+            return
+        for row, result in zip(rows, attempt.results, strict=True):
+            await self.store.traces.add(
+                TraceRecord(
+                    **common,
+                    recipients=row.recipient,
+                    result=result.kind,
+                    code=_code(result),
+                    reason=result.reason,
+                )
+            )
+
+    # ------------------------------------------------------------------ results
+
+    async def _settle(
+        self, rows: list[QueueEntry], results: list[Result], attempt: Attempt | None
+    ) -> RunReport:
+        at = self.clock()
+        report = RunReport(groups=1, ids=[r.id for r in rows])
+        outcomes: list[tuple[int, Outcome]] = []
+        notices: dict[Action, list[tuple[QueueEntry, RecipientReport]]] = {}
+        for row, result in zip(rows, results, strict=True):
+            outcome, notice = self._judge(row, result, attempt, at)
+            outcomes.append((row.id, outcome))
+            setattr(report, outcome.kind, getattr(report, outcome.kind) + 1)
+            if notice is not None:
+                notices.setdefault(notice.action, []).append((row, notice))
+        applied = await self.store.queue.record(self.name, outcomes, at=at)
+        for action, items in notices.items():
+            mine = [(row, rr) for row, rr in items if row.id in applied]
+            if mine:
+                sent = await self.notifier.send(
+                    [row for row, _ in mine], action, [rr for _, rr in mine], at=at
+                )
+                report.dsns += int(sent)
+        return report
+
+    def _judge(
+        self, row: QueueEntry, result: Result, attempt: Attempt | None, at: datetime
+    ) -> tuple[Outcome, RecipientReport | None]:
+        """The row's new state and the DSN it calls for (pure but for the schedule)."""
+        hop = attempt.hop.name if attempt is not None else None
+        remote = hop if result.reply else None
+        if result.kind == "delivered":
+            outcome = Outcome("delivered", result.status, None, hop, result.reply)
+            next_hop_reports = attempt is not None and attempt.dsn
+            if not next_hop_reports and wants_notice(row.notify, "relayed", sender=row.sender):
+                # RFC 3461 §5.2.2: the next hop has no DSN and NOTIFY has SUCCESS.
+                return outcome, self._report(row, "relayed", result, hop, at)
+            return outcome, None
+        if result.kind == "failed":
+            outcome = Outcome("failed", result.status, result.reason, remote, result.reply)
+            if wants_notice(row.notify, "failed", sender=row.sender):
+                return outcome, self._report(row, "failed", result, remote, at)
+            return outcome, None
+        verdict = after_temporary_failure(
+            self.schedule,
+            queued_at=row.created_at,
+            attempts=row.attempts + 1,
+            delay_notified=row.delay_notified,
+            now=at,
+        )
+        if verdict.give_up or verdict.next_attempt_at is None:
+            days = self.schedule.give_up_after / 86400
+            reason = f"gave up after {days:g} day(s) of attempts; last error: {result.reason}"
+            outcome = Outcome("failed", result.status, reason, remote, result.reply)
+            if wants_notice(row.notify, "failed", sender=row.sender):
+                return outcome, self._report(row, "failed", result, remote, at, reason)
+            return outcome, None
+        outcome = Outcome(
+            "deferred",
+            result.status,
+            result.reason,
+            remote,
+            result.reply,
+            next_attempt_at=verdict.next_attempt_at,
+            delay_notified=verdict.notify_delay,
+        )
+        if verdict.notify_delay and wants_notice(row.notify, "delayed", sender=row.sender):
+            return outcome, self._report(row, "delayed", result, remote, at)
+        return outcome, None
+
+    def _report(
+        self,
+        row: QueueEntry,
+        action: Action,
+        result: Result,
+        remote: str | None,
+        at: datetime,
+        reason: str | None = None,
+    ) -> RecipientReport:
+        """RFC 3464 §2.3 fields for one row: the server's reply as ``smtp`` diagnostic
+        when it answered, else our reason as ``X-Mssgw``."""
+        status = result.status
+        if action in ("relayed", "delivered") and not status.startswith("2"):
+            status = "2.0.0"
+        return RecipientReport(
+            final_recipient=row.recipient,
+            action=action,
+            status=status,
+            reason=reason or result.reason,
+            original_recipient=row.orcpt,
+            remote_mta=remote,
+            diagnostic=result.reply or result.reason,
+            diagnostic_type="smtp" if result.reply else "X-Mssgw",
+            last_attempt=at,
+            will_retry_until=self.schedule.deadline(row.created_at),
+        )
+
+
+def _code(result: Result) -> str:
+    """Trace ``code``: the reply code and status when the server answered, else the status."""
+    if result.reply and result.reply[:3].isdigit():
+        return f"{result.reply[:3]} {result.status}"
+    return result.status
