@@ -120,6 +120,36 @@ class LimitsSettings:
     command_timeout: int = 300
 
 
+ReplicaKind = Literal["sql", "ldap"]
+
+
+@dataclass(frozen=True)
+class DirectorySettings:
+    """The national directory replica (SPEC DIR-1…4); see docs/directory.md."""
+
+    replica: ReplicaKind = "sql"
+    ldap_url: str = ""
+    ldap_bind_dn: str = ""
+    ldap_password_file: str = ""
+    ldap_base: str = "ou=mssante,dc=example,dc=org"
+    fhir_url: str = "https://gateway.api.esante.gouv.fr/fhir/v2"
+    fhir_api_key_file: str = ""
+    publish_url: str = ""
+    #: Credentials for ``--source ldap:URL`` (anonymous when empty).
+    upstream_bind_dn: str = ""
+    upstream_password_file: str = ""
+    #: A full source that would remove more than this share of the national
+    #: rows is refused (a truncated download must not empty the directory).
+    max_removal_share: float = 0.10
+    #: A source with more than this share of invalid lines is refused.
+    max_invalid_share: float = 0.01
+    cache_ttl: int = 300
+    negative_ttl: int = 60
+    lookup_timeout: float = 2.0
+    cache_max_entries: int = 200_000
+    batch_size: int = 2000
+
+
 @dataclass(frozen=True)
 class SubmissionSettings:
     """What our users may send (SPEC FLOW-2, PAT-1, PAT-4)."""
@@ -175,6 +205,7 @@ class Settings:
     limits: LimitsSettings = field(default_factory=LimitsSettings)
     submission: SubmissionSettings = field(default_factory=SubmissionSettings)
     relay: RelaySettings = field(default_factory=RelaySettings)
+    directory: DirectorySettings = field(default_factory=DirectorySettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
     source: str = "<defaults>"
 
@@ -296,15 +327,17 @@ def _coerce(hint: Any, value: Any, source: str, path: tuple[str, ...]) -> Any:
     checks: dict[Any, Callable[[Any], bool]] = {
         bool: lambda v: isinstance(v, bool),
         int: lambda v: isinstance(v, int) and not isinstance(v, bool),
+        float: lambda v: isinstance(v, int | float) and not isinstance(v, bool),
         str: lambda v: isinstance(v, str),
     }
     if hint in checks and not checks[hint](value):
         raise ConfigError(f"{source}: {key} = {value!r}: expected {_describe(hint)}")
-    return value
+    return float(value) if hint is float else value
 
 
 def _describe(hint: Any) -> str:
-    return {bool: "true or false", int: "an integer", str: "a string"}.get(hint, str(hint))
+    names = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+    return names.get(hint, str(hint))
 
 
 def _resolve_relative(settings: Settings, base: Path) -> None:
@@ -321,6 +354,8 @@ def _resolve_relative(settings: Settings, base: Path) -> None:
         object.__setattr__(settings.tls, name, fix(getattr(settings.tls, name)))
     object.__setattr__(settings.tls, "crls", [fix(p) for p in settings.tls.crls])
     object.__setattr__(settings.trust, "liste_blanche_file", fix(settings.trust.liste_blanche_file))
+    for name in ("ldap_password_file", "fhir_api_key_file", "upstream_password_file"):
+        object.__setattr__(settings.directory, name, fix(getattr(settings.directory, name)))
     url = settings.store.url
     if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
         rel = url[len("sqlite:///") :]
@@ -347,6 +382,10 @@ def validate(settings: Settings) -> None:
     for f in fields(LimitsSettings):
         _positive(src, f"limits.{f.name}", getattr(settings.limits, f.name))
     _validate_relay(settings)
+    for name in ("max_removal_share", "max_invalid_share"):
+        share = getattr(settings.directory, name)
+        if not 0.0 <= share <= 1.0:
+            raise ConfigError(f"{src}: directory.{name} = {share}: expected a share between 0 and 1")
     seen: dict[tuple[str, int], str] = {}
     for f in fields(ListenersSettings):
         lst: ListenerSettings = getattr(settings.listeners, f.name)
