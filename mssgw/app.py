@@ -22,6 +22,7 @@ from mssgw.errors import MssgwError, StoreError
 from mssgw.runtime import TrustSpace
 
 if TYPE_CHECKING:
+    from mssgw.directory.lookup import DirectoryLookup
     from mssgw.smtp.relay import RelayWorker
 from mssgw.store import Store
 from mssgw.web.autoconfig import ClientEndpoints
@@ -60,6 +61,24 @@ def listener_factories() -> dict[str, ListenerFactory]:
     return factories
 
 
+def directory_lookup(settings: Settings, store: Store) -> DirectoryLookup:
+    """The mail path's view of the directory replica (SPEC DIR-3): cached, bounded in time."""
+    from mssgw.directory.ldap_replica import LdapReplica
+    from mssgw.directory.lookup import DirectoryLookup, LookupBackend, ThreadedBackend
+    from mssgw.directory.settings import read_secret
+    from mssgw.directory.sql_replica import SqlReplica
+
+    ds = settings.directory
+    backend: LookupBackend
+    if ds.replica == "ldap":
+        password = read_secret(ds.ldap_password_file, "directory.ldap_password_file")
+        replica = LdapReplica(ds.ldap_url, ds.ldap_bind_dn, password, ds.ldap_base)
+        backend = ThreadedBackend(replica.get_blocking)
+    else:
+        backend = SqlReplica.from_store(store)
+    return DirectoryLookup.from_settings(backend, ds)
+
+
 class App:
     """The running gateway: one store, the listeners, background tasks."""
 
@@ -71,6 +90,7 @@ class App:
         self.trust = trust
         self.servers: dict[str, asyncio.Server] = {}
         self.relay: RelayWorker | None = None
+        self.directory = directory_lookup(settings, store)
         self.started_at = time.time()
 
     def client_endpoints(self) -> ClientEndpoints:
