@@ -41,7 +41,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 MESSAGE = (
     b"From: Dr A <a@op2.mssante.test>\r\nTo: b@op1.mssante.test\r\nSubject: bench\r\n"
     b"Date: Mon, 1 Jan 2024 10:00:00 +0100\r\nMessage-ID: <bench@test>\r\n\r\n"
-    + b"Compte rendu de consultation.\r\n" * 60
+    + b"Compte rendu de consultation.\r\n"
+    * 60
 )
 HEADERS = "BODY.PEEK[HEADER.FIELDS (From To Subject Date Message-ID)]"
 
@@ -99,10 +100,7 @@ async def one_loop(c: Client, user: str, password: str, *, login: bool) -> int:
     await c.cmd(b"FETCH 1 (BODY.PEEK[])")
     await c.cmd(b"STORE 1 +FLAGS (\\Seen)")
     uid = await c.append(MESSAGE)
-    if uid < 0:  # server without UIDPLUS answer: use the last message
-        uid_set = b"*"
-    else:
-        uid_set = b"%d" % uid
+    uid_set = b"*" if uid < 0 else b"%d" % uid  # no APPENDUID: the last message
     await c.cmd(b"UID STORE " + uid_set + b" +FLAGS.SILENT (\\Deleted)")
     await c.cmd(b"UID EXPUNGE " + uid_set)
     count += 7
@@ -162,7 +160,7 @@ async def serve(state: Path, clients: int, big: int) -> None:
     from mssgw.imap.service import for_app
     from mssgw.store import Store
     from mssgw.store.mailboxes import NewMailbox
-    from mssgw.store.models import Message, MailboxType, table
+    from mssgw.store.models import MailboxType, Message, table
     from mssgw.tls import devpki
     from tests.support.gateway import gateway_config
 
@@ -221,7 +219,9 @@ async def serve(state: Path, clients: int, big: int) -> None:
             if batch:
                 conn.execute(t.insert(), batch)
             f = table(Folder)
-            conn.execute(update(f).where(f.c.id == folder_id).values(uidnext=big + 1, highestmodseq=3))
+            conn.execute(
+                update(f).where(f.c.id == folder_id).values(uidnext=big + 1, highestmodseq=3)
+            )
 
         await store.committer.run(fill)
     info = {
@@ -312,12 +312,15 @@ def dovecot(state: Path, clients: int, cert: str, key: str) -> Any:
         os.chmod(folder, 0o755)
     os.chmod(state / "home", 0o777)
     password = "bench-password-123"
-    scheme_hash = subprocess.run(
-        ["doveadm", "pw", "-s", "ARGON2ID", "-p", password],
-        capture_output=True,
-        text=True,
-        check=False,
-    ).stdout.strip() or "{PLAIN}" + password
+    scheme_hash = (
+        subprocess.run(
+            ["doveadm", "pw", "-s", "ARGON2ID", "-p", password],
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout.strip()
+        or "{PLAIN}" + password
+    )
     accounts = [[f"bench{i}", password] for i in range(clients)]
     (state / "passwd").write_text("".join(f"{u}:{scheme_hash}::::::\n" for u, _ in accounts))
     conf = state / "dovecot.conf"
@@ -393,8 +396,16 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="mssgw-imap-bench-") as tmp:
         state = Path(tmp)
         child = subprocess.Popen(
-            [sys.executable, __file__, "--serve", str(state / "mssgw"), "--clients",
-             str(args.clients), "--big", str(args.big)],
+            [
+                sys.executable,
+                __file__,
+                "--serve",
+                str(state / "mssgw"),
+                "--clients",
+                str(args.clients),
+                "--big",
+                str(args.big),
+            ],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,

@@ -29,7 +29,13 @@ def test_plain_without_initial_response_asks_for_it() -> None:
 
 
 def test_plain_refuses_malformed_responses() -> None:
-    for bad in (b"no-nul", b"\x00only-user\x00", b"\x00\x00pw", b"a\x00b\x00c\x00d", b"\x00\xff\x00pw"):
+    for bad in (
+        b"no-nul",
+        b"\x00only-user\x00",
+        b"\x00\x00pw",
+        b"a\x00b\x00c\x00d",
+        b"\x00\xff\x00pw",
+    ):
         mech = mechanism("PLAIN")
         assert mech is not None
         assert isinstance(mech.start(bad), Failed), bad

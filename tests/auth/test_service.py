@@ -33,7 +33,9 @@ async def setup(store: Store, professional: str, structure: str) -> None:
     await store.mailboxes.delegate(f"org@{DOMAIN}", professional)
 
 
-async def test_password_opens_exactly_its_mailbox(store: Store, trust_space: dict[str, Any]) -> None:
+async def test_password_opens_exactly_its_mailbox(
+    store: Store, trust_space: dict[str, Any]
+) -> None:
     pro = trust_space["professional"]["national_id"]
     await setup(store, pro, trust_space["structure"]["structure_id"])
     service = AuthService(store)

@@ -102,6 +102,7 @@ class Raw:
         self.reader = reader
         self.writer = writer
         self.counter = 0
+        self.greeting = b""
 
     @classmethod
     async def connect(cls, port: int, ctx: ssl.SSLContext | None) -> Raw:
@@ -110,31 +111,31 @@ class Raw:
         raw.greeting = await raw.line()
         return raw
 
-    async def line(self, timeout: float = 10.0) -> bytes:
+    async def line(self, wait: float = 10.0) -> bytes:
         """One response line, literals included inline."""
-        data = await asyncio.wait_for(self.reader.readuntil(b"\r\n"), timeout)
+        data = await asyncio.wait_for(self.reader.readuntil(b"\r\n"), wait)
         while data.endswith(b"}\r\n") and b"{" in data:
             size = int(data[data.rindex(b"{") + 1 : -3])
-            data += await asyncio.wait_for(self.reader.readexactly(size), timeout)
-            data += await asyncio.wait_for(self.reader.readuntil(b"\r\n"), timeout)
+            data += await asyncio.wait_for(self.reader.readexactly(size), wait)
+            data += await asyncio.wait_for(self.reader.readuntil(b"\r\n"), wait)
         return data
 
     async def send(self, data: bytes) -> None:
         self.writer.write(data)
         await self.writer.drain()
 
-    async def command(self, text: str | bytes, timeout: float = 10.0) -> list[bytes]:
+    async def command(self, text: str | bytes, wait: float = 10.0) -> list[bytes]:
         """Send a tagged command; return every line up to and including the tagged one."""
         self.counter += 1
         tag = b"t%d" % self.counter
         body = text.encode() if isinstance(text, str) else text
         await self.send(tag + b" " + body + b"\r\n")
-        return await self.until(tag, timeout)
+        return await self.until(tag, wait)
 
-    async def until(self, tag: bytes, timeout: float = 10.0) -> list[bytes]:
+    async def until(self, tag: bytes, wait: float = 10.0) -> list[bytes]:
         lines = []
         while True:
-            line = await self.line(timeout)
+            line = await self.line(wait)
             lines.append(line)
             if line.startswith(tag + b" "):
                 return lines

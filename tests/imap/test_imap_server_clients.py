@@ -17,7 +17,7 @@ import aioimaplib
 import imapclient
 import pytest
 
-from tests.imap.server_support import Env, Raw, imap_env, message
+from tests.imap.server_support import Raw, imap_env, message
 
 MULTIPART = (
     b"From: a@op2.mssante.test\r\nTo: b@op1.mssante.test\r\nSubject: XDM/1.0/DDM+ compte rendu\r\n"
@@ -25,7 +25,8 @@ MULTIPART = (
     b'Content-Type: multipart/mixed; boundary="BND"\r\n\r\n'
     b"--BND\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nVoir pi\xc3\xa8ce jointe.\r\n"
     b"--BND\r\nContent-Type: application/zip; name=IHE_XDM.ZIP\r\n"
-    b"Content-Transfer-Encoding: base64\r\nContent-Disposition: attachment; filename=IHE_XDM.ZIP\r\n"
+    b"Content-Transfer-Encoding: base64\r\n"
+    b"Content-Disposition: attachment; filename=IHE_XDM.ZIP\r\n"
     b"\r\n" + base64.encodebytes(bytes(range(256)) * 300).replace(b"\n", b"\r\n") + b"--BND--\r\n"
 )
 
@@ -139,7 +140,9 @@ async def test_imapclient_thunderbird_patterns(tmp_path: Path, trust_space: dict
             out["body"] = b"".join(chunks)
             out["mime2"] = c.fetch([2], ["BODY.PEEK[2.MIME]", "BODYSTRUCTURE"])[2]
             out["unseen_after_peek"] = c.search(["UNSEEN"])
-            out["polls"] = [c.folder_status("Sent", ["MESSAGES", "UIDNEXT", "UNSEEN"]) for _ in range(3)]
+            out["polls"] = [
+                c.folder_status("Sent", ["MESSAGES", "UIDNEXT", "UNSEEN"]) for _ in range(3)
+            ]
             modseq = sel[b"HIGHESTMODSEQ"]
             c.add_flags([1], [imapclient.SEEN])
             out["changed"] = c.fetch([1, 2], ["FLAGS"], modifiers=[f"CHANGEDSINCE {modseq}"])
@@ -160,9 +163,9 @@ async def test_imapclient_thunderbird_patterns(tmp_path: Path, trust_space: dict
     assert b"mssgw" in out["id"][0]
     assert out["select"][b"EXISTS"] == 2 and b"\\*" in out["select"][b"PERMANENTFLAGS"]
     first = out["headers"][1]
-    assert first[b"BODY[HEADER.FIELDS (FROM TO CC BCC SUBJECT DATE MESSAGE-ID PRIORITY X-PRIORITY REFERENCES NEWSGROUPS IN-REPLY-TO CONTENT-TYPE REPLY-TO)]"].startswith(  # noqa: E501
-        b"From: Dr A"
-    )
+    key = next(k for k in first if k.startswith(b"BODY[HEADER.FIELDS (FROM TO CC BCC"))
+    assert key.endswith(b"IN-REPLY-TO CONTENT-TYPE REPLY-TO)]")
+    assert first[key].startswith(b"From: Dr A")
     assert out["headers"][2][b"RFC822.SIZE"] == len(MULTIPART)
     assert out["body"] == MULTIPART
     assert out["chunk_keys"][0] == b"BODY[]<0>" and out["chunk_keys"][1] == b"BODY[]<65536>"
@@ -219,7 +222,7 @@ async def test_starttls_port_refuses_clear_passwords(
             m.starttls(ssl_context=env.client_context())
             caps = m.capabilities
             typ, _ = m.login(env.per, env.per_password)
-            typ2, data = m.select("INBOX")
+            typ2, _ = m.select("INBOX")
             m.logout()
             return caps, typ, typ2
 
@@ -235,7 +238,9 @@ async def test_external_and_delegation(tmp_path: Path, trust_space: dict[str, An
         raw = await Raw.connect(env.imaps, env.client_context("professional"))
         ok = await raw.command("AUTHENTICATE EXTERNAL =")
         assert ok[-1].startswith(b"t1 OK"), ok
-        assert (await raw.command("SELECT INBOX"))[0] == b"* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft)\r\n"
+        assert (await raw.command("SELECT INBOX"))[
+            0
+        ] == b"* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft)\r\n"
         await raw.close()
         # ...and with the ORG address as authorisation identity, the ORG mailbox.
         raw = await Raw.connect(env.imaps, env.client_context("professional"))
@@ -251,7 +256,7 @@ async def test_external_and_delegation(tmp_path: Path, trust_space: dict[str, An
         # The delegate's password for the ORG mailbox (the documented scheme).
         await raw.login(env.org, env.org_password)
         await raw.command("SELECT INBOX")
-        lines = await raw.command('UID FETCH 1 (BODY.PEEK[HEADER.FIELDS (Subject)])')
+        lines = await raw.command("UID FETCH 1 (BODY.PEEK[HEADER.FIELDS (Subject)])")
         assert b"pour le secretariat" in lines[0]
         await raw.close()
         # An untrusted certificate does not break the handshake (TLS-3).

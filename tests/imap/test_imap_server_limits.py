@@ -52,7 +52,7 @@ async def test_large_append_is_spooled_and_durable(
         def client() -> tuple[Any, Any]:
             m = imaplib.IMAP4_SSL("127.0.0.1", env.imaps, ssl_context=env.client_context())
             m.login(env.per, env.per_password)
-            typ, data = m.append("Drafts", r"(\Draft)", None, big)
+            _, data = m.append("Drafts", r"(\Draft)", None, big)
             m.select("Drafts")
             fetched = m.fetch("1", "(RFC822.SIZE BODY.PEEK[])")
             m.logout()

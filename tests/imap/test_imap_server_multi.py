@@ -15,12 +15,12 @@ import pytest
 from tests.imap.server_support import Env, Raw, imap_env, message
 
 
-async def _pushes(raw: Raw, wanted: list[bytes], timeout: float = 5.0) -> list[bytes]:
+async def _pushes(raw: Raw, wanted: list[bytes], wait: float = 5.0) -> list[bytes]:
     """Read untagged lines until every wanted fragment was seen."""
     seen: list[bytes] = []
     missing = list(wanted)
     while missing:
-        line = await raw.line(timeout)
+        line = await raw.line(wait)
         seen.append(line)
         missing = [w for w in missing if not any(w in s for s in seen)]
     return seen

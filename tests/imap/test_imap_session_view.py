@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
+
 from mssgw.imap.protocol import SequenceSet
 from mssgw.imap.view import FolderView, parse_flags
 from mssgw.store.mail import Changes, FolderInfo, MessageState
-
-import pytest
 
 
 def folder(modseq: int, uidnext: int) -> FolderInfo:
@@ -36,8 +36,10 @@ def test_deferred_expunge_keeps_numbers_then_flushes_in_order() -> None:
         )
     )
     during_fetch = v.flush(allow_expunge=False, condstore=True)
-    assert during_fetch[:2] == [b"* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $X)\r\n",
-                                 during_fetch[1]]
+    assert during_fetch[:2] == [
+        b"* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $X)\r\n",
+        during_fetch[1],
+    ]
     assert b"* 5 EXISTS\r\n" in during_fetch
     assert b"* 2 FETCH (UID 5 FLAGS (\\Seen $X) MODSEQ (11))\r\n" in during_fetch
     assert not any(b"EXPUNGE" in x for x in during_fetch)

@@ -35,7 +35,9 @@ async def test_snapshot_changes_and_modseq(store: Store) -> None:
     assert result.changed[0].keywords == "$Label1 Work"
     again = await mail.store_flags(inbox.id, [1], "add", Flag.SEEN, ["work"])
     assert again.changed == [] and again.modseq is None  # no change, no new MODSEQ
-    refused = await mail.store_flags(inbox.id, [1, 3], "add", Flag.FLAGGED, [], unchangedsince=known)
+    refused = await mail.store_flags(
+        inbox.id, [1, 3], "add", Flag.FLAGGED, [], unchangedsince=known
+    )
     assert refused.modified == [1] and [m.uid for m in refused.changed] == [3]
 
     await mail.store_flags(inbox.id, [2], "add", Flag.DELETED, [])
