@@ -91,6 +91,13 @@ class App:
         self.servers: dict[str, asyncio.Server] = {}
         self.relay: RelayWorker | None = None
         self.directory = directory_lookup(settings, store)
+        #: Called by ``stop`` after the listeners closed (edges release their services).
+        self.shutdown_hooks: list[Callable[[], Awaitable[None]]] = []
+        # Every delivery caches ENVELOPE and BODYSTRUCTURE (SPEC STORE-3), IMAP or not.
+        from mssgw.imap.cache import annotate
+
+        if store.messages.annotate is None:
+            store.messages.annotate = annotate
         self.started_at = time.time()
 
     def client_endpoints(self) -> ClientEndpoints:
@@ -152,6 +159,12 @@ class App:
         for server in self.servers.values():
             await server.wait_closed()
         self.servers.clear()
+        for hook in reversed(self.shutdown_hooks):
+            try:
+                await hook()
+            except Exception:
+                log.exception("shutdown hook failed")
+        self.shutdown_hooks.clear()
         if self.relay is not None:
             await self.relay.stop()
             self.relay = None

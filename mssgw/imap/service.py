@@ -130,4 +130,11 @@ def for_app(app: App) -> ImapService:
             app.store, limits=limits, trust=app.trust, hostname=app.settings.gateway.hostname
         )
         _SERVICES[app] = service
+
+        async def shut_down() -> None:
+            await service.settle()
+            service.close()
+            _SERVICES.pop(app, None)
+
+        app.shutdown_hooks.append(shut_down)
     return service
