@@ -34,7 +34,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +86,12 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait(10)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (all its threads) so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def peak_rss_mb(pid: int) -> float:
@@ -162,9 +167,10 @@ async def session(port: int, ctx: ssl.SSLContext) -> RawClient:
 
 
 async def run_load(port: int, ctx: ssl.SSLContext, rcpt: str, senders: int, seconds: float,
-                   reuse: bool) -> float:
-    """Messages acknowledged per second by ``senders`` concurrent clients."""
+                   reuse: bool, pid: int) -> tuple[float, float]:
+    """(messages acknowledged per second, server CPU ms per message)."""
     done = 0
+    cpu0 = cpu_seconds(pid)
     deadline = time.monotonic() + seconds
 
     async def one(i: int) -> None:
@@ -191,7 +197,8 @@ async def run_load(port: int, ctx: ssl.SSLContext, rcpt: str, senders: int, seco
 
     start_at = time.monotonic()
     await asyncio.gather(*(one(i) for i in range(senders)))
-    return done / (time.monotonic() - start_at)
+    rate = done / (time.monotonic() - start_at)
+    return rate, 1000 * (cpu_seconds(pid) - cpu0) / max(done, 1)
 
 
 async def burst(port: int, ctx: ssl.SSLContext, rcpt: str, count: int, size: int) -> float:
@@ -238,14 +245,14 @@ async def main(args: argparse.Namespace) -> None:
         path, rcpt = await prepare_mssgw(root, manifest)
         mssgw_cmd = [sys.executable, "-m", "mssgw", "--config", str(path), "serve"]
         null_cmd = [sys.executable, __file__, "--null-server", str(root / "pki")]
-        results: dict[str, dict[str, float]] = {}
+        results: dict[str, dict[str, tuple[float, float]]] = {}
         for name, argv in (("null", null_cmd), ("mssgw", mssgw_cmd)):
             proc, port = await start(argv)
             try:
                 results[name] = {}
                 for mode, reuse in (("new", False), ("reuse", True)):
                     results[name][mode] = await run_load(
-                        port, ctx, rcpt, args.senders, args.seconds, reuse
+                        port, ctx, rcpt, args.senders, args.seconds, reuse, proc.pid
                     )
             finally:
                 stop(proc)
@@ -254,9 +261,11 @@ async def main(args: argparse.Namespace) -> None:
         print("postfix: " + ("installed but not run by this script" if shutil.which("postfix")
                              else "not installed, no baseline"))
         for mode, label in (("new", "new connection per message"), ("reuse", "reused connections")):
-            null, ours = results["null"][mode], results["mssgw"][mode]
+            (null, null_cpu), (ours, our_cpu) = results["null"][mode], results["mssgw"][mode]
             print(f"  {label:28s} null handler {null:8.1f} msg/s   mssgw {ours:8.1f} msg/s   "
                   f"ratio {ours / null:5.2f}x  (target >= 0.5x)")
+            print(f"  {'':28s} server CPU per message: null {null_cpu:5.2f} ms, "
+                  f"mssgw {our_cpu:5.2f} ms")
         if args.no_rss:
             return
         print("burst: 20 messages of 20 MB at once")
@@ -268,7 +277,8 @@ async def main(args: argparse.Namespace) -> None:
             finally:
                 stop(proc)
             target = "  (target <= 200 MB)" if name == "mssgw" else ""
-            print(f"  {name:6s} peak RSS {rss:7.1f} MB, all acknowledged in {seconds:5.1f} s{target}")
+            print(f"  {name:6s} peak RSS {rss:7.1f} MB, "
+                  f"all acknowledged in {seconds:5.1f} s{target}")
     finally:
         shutil.rmtree(root, ignore_errors=True)
 

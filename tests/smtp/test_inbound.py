@@ -470,7 +470,8 @@ async def test_database_down_gives_451_and_stores_nothing(
             assert (r.code, r.enhanced) == (451, "4.3.0"), r
             r = await c.cmd(f"MAIL FROM:<{SENDER}>")
             assert r.code == 250
-            r = await c.cmd(f"RCPT TO:<{rcpt}>")  # the lookup fails too: transient
+            # A recipient not looked up recently: the lookup fails too, transient.
+            r = await c.cmd(f"RCPT TO:<other@{gw.operator['domain']}>")
             assert (r.code, r.enhanced) == (451, "4.3.0"), r
         finally:
             pg_cluster.psql(f"ALTER DATABASE {database} ALLOW_CONNECTIONS true")
@@ -485,3 +486,38 @@ async def test_database_down_gives_451_and_stores_nothing(
                 await asyncio.sleep(0.1)
         else:
             raise AssertionError("database did not come back")
+
+
+async def test_mailbox_suspended_meanwhile_never_gets_mail(
+    tmp_path: Path, trust_space: dict[str, Any]
+) -> None:
+    """RCPT answers from a 5 s cache of mailbox states; delivery re-checks in its transaction."""
+    async with running_gateway(tmp_path, trust_space) as gw:
+        rcpt = f"a@{gw.operator['domain']}"
+        await add_mailbox(gw.store, rcpt)
+        c = await connected(gw.ports["mta"], sender_context(trust_space))
+        assert await send_one(c, rcpt, message("before")) == "250 2.0.0"
+        await gw.store.mailboxes.set_state(rcpt, MailboxState.SUSPENDED)
+        assert await send_one(c, rcpt, message("after")) == "451 4.3.0"
+        await c.close()
+        assert await stored(gw.store, "<after@op2.mssante.test>") == []
+
+
+async def test_commands_pipelined_behind_starttls_are_discarded(
+    tmp_path: Path, trust_space: dict[str, Any]
+) -> None:
+    """RFC 3207 §4.2 (CVE-2011-0411): clear-text bytes after STARTTLS are not executed."""
+    async with running_gateway(tmp_path, trust_space) as gw:
+        c = await RawClient.connect(gw.ports["mta"])
+        assert (await c.reply()).code == 220
+        assert (await c.cmd("EHLO mx.op2.mssante.test")).code == 250
+        await c.send(f"STARTTLS\r\nMAIL FROM:<{SENDER}>\r\n".encode())
+        assert (await c.reply()).code == 220
+        await c.writer.start_tls(sender_context(trust_space))
+        r = await c.cmd("NOOP")
+        assert (r.code, r.enhanced) == (250, "2.0.0"), r  # not a reply to the injected MAIL
+        r = await c.cmd("EHLO mx.op2.mssante.test")
+        assert r.code == 250
+        r = await c.cmd(f"RCPT TO:<a@{gw.operator['domain']}>")
+        assert (r.code, r.enhanced) == (503, "5.5.1"), r  # no MAIL was taken
+        await c.close()
