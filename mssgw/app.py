@@ -201,6 +201,10 @@ class App:
             "# TYPE mssgw_store_commit_units_total counter",
             f"mssgw_store_commit_units_total {committer.units}",
         ]
+        from mssgw.smtp.stats import all_stats
+
+        for stats in all_stats(self):
+            lines += stats.prometheus()
         if self.trust is not None:
             for name, value in sorted(self.trust.metrics().items()):
                 lines += [f"# TYPE {name} gauge", f"{name} {value:g}"]

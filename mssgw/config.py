@@ -385,7 +385,9 @@ def validate(settings: Settings) -> None:
     for name in ("max_removal_share", "max_invalid_share"):
         share = getattr(settings.directory, name)
         if not 0.0 <= share <= 1.0:
-            raise ConfigError(f"{src}: directory.{name} = {share}: expected a share between 0 and 1")
+            raise ConfigError(
+                f"{src}: directory.{name} = {share}: expected a share between 0 and 1"
+            )
     seen: dict[tuple[str, int], str] = {}
     for f in fields(ListenersSettings):
         lst: ListenerSettings = getattr(settings.listeners, f.name)

@@ -11,9 +11,11 @@ call returns only after the commit, so the caller may then answer ``250`` or
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.parser
 import email.policy
 import io
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -43,6 +45,9 @@ if TYPE_CHECKING:
 
 
 NO_FLAGS = Flag(0)
+#: Messages above this size are parsed for their MIME structure two at a time at most.
+_BIG = 4 * 1024 * 1024
+_BIG_PARSES = threading.BoundedSemaphore(2)
 
 
 @dataclass(frozen=True)
@@ -150,9 +155,13 @@ class Messages:
         and its metadata."""
         blob = self.store.blobs.put_sync(data, sync_dir=False)
         if meta is None and self.annotate is not None:
-            meta = self.annotate(
-                data if isinstance(data, bytes) else self.store.blobs.read(blob.id)
-            )
+            if isinstance(data, bytes):
+                meta = self.annotate(data)
+            else:
+                # The MIME structure needs the whole message in memory: bound how many
+                # large ones are parsed at once, so a burst of big messages stays small.
+                with _BIG_PARSES if blob.size > _BIG else contextlib.nullcontext():
+                    meta = self.annotate(self.store.blobs.read(blob.id))
         if meta is None:
             meta = header_meta(
                 io.BytesIO(data) if isinstance(data, bytes) else self.store.blobs.open(blob.id)

@@ -6,7 +6,7 @@ NOTIFY=SUCCESS.  The relay produces those notices later from these
 columns, which hold the values exactly as the peer sent them.
 
 Revision ID: 0003_inbound
-Revises: 0005_relay
+Revises: 0002_directory
 Create Date: 2026-11-26
 """
 
@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0003_inbound"
-down_revision = "0005_relay"
+down_revision = "0002_directory"
 branch_labels = None
 depends_on = None
 

@@ -1,7 +1,7 @@
 """IMAP server: expunged UIDs per MODSEQ, so sessions resynchronise by MODSEQ (issue 5).
 
 Revision ID: 0004_imap
-Revises: 0002_directory
+Revises: 0003_inbound
 Create Date: 2026-11-27
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0004_imap"
-down_revision = "0002_directory"
+down_revision = "0003_inbound"
 branch_labels = None
 depends_on = None
 
