@@ -24,7 +24,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-DEFAULT = Path("/work/shared/data/listeblanchemssante-2025-02-28.xml")
+DEFAULT = (
+    Path(__file__).resolve().parents[1].parent
+    / "shared"
+    / "data"
+    / "listeblanchemssante-2025-02-28.xml"
+)
 AS_OF = datetime(2025, 3, 1, tzinfo=UTC)
 
 

@@ -12,9 +12,10 @@ import pytest
 
 from mssgw.cli import main
 from mssgw.tls.context import server_context
+from tests.support.paths import SAMPLE_LISTE_BLANCHE
 from tests.tls.pki import DevPki, make_dev_pki
 
-SAMPLE = "/work/shared/data/listeblanchemssante-2025-02-28.xml"
+SAMPLE = str(SAMPLE_LISTE_BLANCHE)
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 from cryptography import x509
@@ -18,9 +17,10 @@ from mssgw.tls.identity import (
     structure_id,
     subject_dn,
 )
+from tests.support.paths import SAMPLE_LISTE_BLANCHE
 from tests.tls.pki import DevPki
 
-SAMPLE = Path("/work/shared/data/listeblanchemssante-2025-02-28.xml")
+SAMPLE = SAMPLE_LISTE_BLANCHE
 REAL = "CN=mss.enovacom.fr,OU=344368557300034,O=ENOVACOM,ST=Bouches-du-Rhône (13),C=FR"
 
 

@@ -21,9 +21,10 @@ from mssgw.trust.listeblanche import (
     sign_document,
     sign_liste_blanche,
 )
+from tests.support.paths import SAMPLE_LISTE_BLANCHE
 from tests.tls.pki import DevPki
 
-SAMPLE = Path("/work/shared/data/listeblanchemssante-2025-02-28.xml")
+SAMPLE = SAMPLE_LISTE_BLANCHE
 AS_OF = datetime(2025, 3, 1, tzinfo=UTC)
 CNAM = {
     "CN=smtps1.ens.atos-infogerance.fr,OU=318003502400041,O=CNAM,ST=Paris (75),C=FR",
