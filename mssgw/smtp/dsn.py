@@ -94,18 +94,6 @@ def xtext_decode(value: str) -> str:
     return raw.decode("utf-8", "replace")
 
 
-def xtext_encode(value: str) -> str:
-    """RFC 3461 §4: printable ASCII except ``+`` and ``=`` as is, the rest ``+XX``."""
-    out = []
-    for ch in value:
-        code = ord(ch)
-        if 33 <= code <= 126 and ch not in "+=":
-            out.append(ch)
-        else:
-            out.extend(f"+{b:02X}" for b in ch.encode("utf-8"))
-    return "".join(out)
-
-
 # --------------------------------------------------------------------------- the report
 
 

@@ -38,7 +38,7 @@ from cryptography import x509
 from sqlalchemy import select
 
 from mssgw import config, runtime
-from mssgw.smtp.dsn import xtext_encode
+from mssgw.smtp.dsn_params import encode_xtext as xtext_encode
 from mssgw.smtp.relay import RelayWorker
 from mssgw.store import Store
 from mssgw.store.delivery import Envelope as DeliveryEnvelope

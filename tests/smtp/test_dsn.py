@@ -18,8 +18,8 @@ from mssgw.smtp.dsn import (
     parse_notify,
     wants_notice,
     xtext_decode,
-    xtext_encode,
 )
+from mssgw.smtp.dsn_params import encode_xtext as xtext_encode
 
 NOW = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
 QUEUED = NOW - timedelta(hours=5)
