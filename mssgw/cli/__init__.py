@@ -28,6 +28,7 @@ GROUPS = (
     "queue",
     "directory",
     "db",
+    "demo",
 )
 
 

@@ -93,4 +93,10 @@ async def mta_listener(app: App, lst: ListenerSettings) -> asyncio.Server:
     return await serve(env, lst, lambda: InboundSession(service, loop))
 
 
-LISTENERS: dict[str, ListenerFactory] = {"mta": mta_listener}
+from mssgw.smtp.submission import submission_listener, submissions_listener  # noqa: E402
+
+LISTENERS: dict[str, ListenerFactory] = {
+    "mta": mta_listener,
+    "submission": submission_listener,
+    "submissions": submissions_listener,
+}
