@@ -119,18 +119,22 @@ async def load(port: int, accounts: list[list[str]], seconds: float, *, login: b
     stop = time.monotonic() + seconds
     total = 0
 
+    # ``total += await ...`` would read ``total`` before the await and lose the
+    # other workers' counts made meanwhile: await first, then add.
     async def worker(user: str, password: str) -> None:
         nonlocal total
         if login:
             while time.monotonic() < stop:
                 c = await Client.open(port, ctx)
-                total += await one_loop(c, user, password, login=True)
+                done = await one_loop(c, user, password, login=True)
+                total += done
                 await c.close()
             return
         c = await Client.open(port, ctx)
         await c.cmd(f'LOGIN "{user}" "{password}"'.encode())
         while time.monotonic() < stop:
-            total += await one_loop(c, user, password, login=False)
+            done = await one_loop(c, user, password, login=False)
+            total += done
         await c.cmd(b"LOGOUT")
         await c.close()
 

@@ -22,6 +22,7 @@ import contextlib
 import logging
 import ssl
 import tempfile
+import threading
 from typing import IO, Any, cast
 
 from mssgw.imap.commands import idle as idle_cmd
@@ -45,6 +46,11 @@ from mssgw.tls.context import verified_peer
 log = logging.getLogger(__name__)
 
 READ_SIZE = 64 * 1024
+#: Response chunks are joined up to this size before they reach the transport:
+#: under TLS every ``write`` is at least one TLS record and one ``send``, and a
+#: FETCH answer is made of many small chunks.  Larger chunks (bodies) pass as
+#: they are, never copied.
+COALESCE = 64 * 1024
 
 #: asyncio's TLS transport gives every connection a 256 KiB read buffer
 #: (``SSLProtocol.max_size``), which alone would cost 256 KiB per idle IMAP
@@ -53,6 +59,45 @@ READ_SIZE = 64 * 1024
 TLS_READ_BUFFER = 32 * 1024
 if getattr(asyncio.sslproto.SSLProtocol, "max_size", 0) > TLS_READ_BUFFER:
     asyncio.sslproto.SSLProtocol.max_size = TLS_READ_BUFFER
+
+
+class _SharedBufferSSLProtocol(asyncio.sslproto.SSLProtocol):
+    """asyncio's TLS protocol, with one receive buffer per thread instead of one
+    per connection (32 KiB each, the largest part of an idle connection).
+
+    The buffer only carries ciphertext from ``recv_into`` to the TLS object:
+    the socket transport calls ``get_buffer``, receives into it and calls
+    ``buffer_updated``, which copies it into the TLS object's input, all in one
+    synchronous step of the event loop; so connections served by one thread
+    can share it.
+    """
+
+    _shared = threading.local()
+    _no_buffer = memoryview(bytearray())
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._ssl_buffer = bytearray()
+        self._ssl_buffer_view = self._no_buffer
+
+    def get_buffer(self, n: int) -> memoryview:
+        view: memoryview | None = getattr(self._shared, "view", None)
+        if view is None or len(view) < self.max_size:
+            view = memoryview(bytearray(self.max_size))
+            self._shared.view = view
+        self._ssl_buffer_view = view
+        return view
+
+    def buffer_updated(self, nbytes: int) -> None:
+        try:
+            super().buffer_updated(nbytes)
+        finally:
+            self._ssl_buffer_view = self._no_buffer
+
+
+# Every TLS connection of the process (asyncio looks the class up at each use).
+if not issubclass(asyncio.sslproto.SSLProtocol, _SharedBufferSSLProtocol):
+    asyncio.sslproto.SSLProtocol = _SharedBufferSSLProtocol  # type: ignore[misc]
 
 
 async def serve_client(
@@ -128,7 +173,10 @@ class Driver:
     async def flush(self) -> None:
         chunks = self.session.take_output()
         if chunks:
-            self.out.writelines(chunks)
+            if len(chunks) == 1:
+                self.out.write(chunks[0])
+            else:
+                self.out.writelines(coalesce(chunks))
             await self.out.drain()
 
     # -- main loop -------------------------------------------------------------------------
@@ -300,3 +348,25 @@ class Driver:
             self.read_task.cancel()
             self.read_task = None
         self.session.close()
+
+
+def coalesce(chunks: list[bytes]) -> list[bytes]:
+    """``chunks`` with runs of small ones joined (up to :data:`COALESCE` octets)."""
+    out: list[bytes] = []
+    run: list[bytes] = []
+    size = 0
+    for chunk in chunks:
+        if len(chunk) >= COALESCE:
+            if run:
+                out.append(b"".join(run))
+                run, size = [], 0
+            out.append(chunk)
+            continue
+        run.append(chunk)
+        size += len(chunk)
+        if size >= COALESCE:
+            out.append(b"".join(run))
+            run, size = [], 0
+    if run:
+        out.append(b"".join(run))
+    return out

@@ -20,6 +20,7 @@ from __future__ import annotations
 import bisect
 from array import array
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import replace
 
 from mssgw.imap.protocol import SequenceSet, writer
 from mssgw.store.mail import Changes, FolderInfo, MessageState
@@ -195,6 +196,27 @@ class FolderView:
                     self.keywords.pop(m.uid, None)
         if modseq is not None and modseq == self.known_modseq + 1:
             self.known_modseq = modseq
+
+    def apply_own_append(self, state: MessageState) -> bool:
+        """This session's APPEND into this folder, when it is the folder's only
+        change since the view was complete (its MODSEQ is the next one): queue
+        it as :meth:`apply` would after reading it back, and return True.
+        Otherwise change nothing and return False (read the changes instead)."""
+        if state.modseq != self.known_modseq + 1 or state.uid < self.uidnext:
+            return False
+        folder = replace(self.folder, uidnext=state.uid + 1, highestmodseq=state.modseq)
+        self.apply(Changes(folder, [state], []))
+        return True
+
+    def apply_own_expunge(self, uids: Sequence[int], modseq: int | None) -> bool:
+        """This session's EXPUNGE, when it is the folder's only change since the
+        view was complete: queue the EXPUNGE responses as :meth:`apply` would
+        after reading them back, and return True.  Otherwise return False."""
+        if modseq is None or modseq != self.known_modseq + 1:
+            return False
+        folder = replace(self.folder, uidnext=self.uidnext, highestmodseq=modseq)
+        self.apply(Changes(folder, [], list(uids)))
+        return True
 
     def _update(self, i: int, m: MessageState) -> None:
         uid = m.uid

@@ -15,11 +15,14 @@ A session here is an ``EsmtpSession`` whose decisions come from
   (peer DN, TLS version and cipher), goes to every recipient's INBOX in one
   ``deliver`` call; ``250`` is sent only after it returned, i.e. once blob
   and rows are durable (SPEC STORE-2).  Any store failure is ``451 4.3.0``:
-  a delivery is all or nothing, so nothing is half stored.
+  a delivery is all or nothing, so nothing is half stored.  The DSN
+  parameters (return path, ENVID, RET, each recipient's NOTIFY and ORCPT)
+  are stored with the message rows, in the same transaction.
 
 Every refusal, and every end of DATA, leaves a trace record (SPEC
 TRACE-1): actor = peer DN, IP, TLS, envelope, Message-ID, size, code and
-reason, never content.
+reason, never content.  An accepted message's record is committed with the
+delivery itself (one commit per message, not two).
 """
 
 from __future__ import annotations
@@ -27,9 +30,7 @@ from __future__ import annotations
 import logging
 import time
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
-
-from sqlalchemy import Connection, update
+from typing import TYPE_CHECKING
 
 from mssgw.address import domain_of
 from mssgw.policy.decision import Decision
@@ -52,8 +53,7 @@ from mssgw.smtp.session import (
     Transaction,
     describe_tls_error,
 )
-from mssgw.store.delivery import DeliveryResult, Envelope, LocalTarget
-from mssgw.store.models import Message
+from mssgw.store.delivery import Envelope, LocalTarget
 from mssgw.store.traces import TraceRecord
 
 if TYPE_CHECKING:
@@ -187,7 +187,6 @@ class InboundSession(EsmtpSession):
 
     async def end_of_data(self, outcome: DataOutcome) -> Decision:
         txn = outcome.transaction
-        result: DeliveryResult | None = None
         if outcome.problem is DataProblem.TOO_BIG:
             decision = too_big(self.env.limits.max_message_size)
         elif outcome.problem is not None:
@@ -196,51 +195,36 @@ class InboundSession(EsmtpSession):
             log.error("%s: cannot spool message: %s", self.peer_ip, outcome.spool_error.strerror)
             decision = store_unavailable()
         else:
+            # The DSN parameters, when the peer sent any, go with each copy (for
+            # the "delivered" DSN of RFC 3461 §6.2.1), and the trace record of the
+            # accepted message with the delivery: one transaction, one commit.
+            keep = _has_dsn(txn)
+            decision = delivered(txn.id)
+            trace = self._record(
+                "data", decision, txn, txn.addresses, outcome.facts.message_id, outcome.size
+            )
             try:
-                result = await self.app.store.messages.deliver(
+                await self.app.store.messages.deliver(
                     outcome.spool.source(),  # type: ignore[arg-type]
-                    [LocalTarget(self._local_address(r.address)) for r in txn.recipients],
+                    [
+                        LocalTarget(
+                            self._local_address(r.address),
+                            notify=r.params.notify if keep else None,
+                            orcpt=r.params.orcpt if keep else None,
+                            keep_envelope=keep,
+                        )
+                        for r in txn.recipients
+                    ],
                     envelope=Envelope(txn.sender or "", txn.mail.envid, txn.mail.ret),
+                    trace=trace,
                 )
-                decision = delivered(txn.id)
+                return decision
             except Exception as exc:  # StoreError, or anything from the DB driver / disk
                 log.error("%s: delivery of %s failed: %s", self.peer_ip, txn.id, _brief(exc))
                 decision = store_unavailable()
         size = outcome.size if outcome.problem is None else outcome.received
-        if result is not None and _has_dsn(txn):
-            await self._keep_dsn(result, txn)
         await self._trace("data", decision, txn, txn.addresses, outcome.facts.message_id, size)
         return decision
-
-    async def _keep_dsn(self, result: DeliveryResult, txn: Transaction) -> None:
-        """Record the DSN parameters on the stored copies (for a "delivered" DSN).
-
-        A second, small transaction after the delivery: the message is already
-        durable, so a failure here is logged and the message still accepted
-        (losing a success notice beats a duplicate delivery on retry).
-        """
-        table: Any = Message.__table__
-        rows = [
-            (copy.folder_id, copy.uid, rcpt.params.notify, rcpt.params.orcpt)
-            for copy, rcpt in zip(result.copies, txn.recipients, strict=True)
-        ]
-        sender, envid, ret = txn.sender, txn.mail.envid, txn.mail.ret
-
-        def work(conn: Connection) -> None:
-            for folder_id, uid, notify, orcpt in rows:
-                conn.execute(
-                    update(table)
-                    .where(table.c.folder_id == folder_id, table.c.uid == uid)
-                    .values(return_path=sender, dsn_envid=envid, dsn_ret=ret,
-                            dsn_notify=notify, dsn_orcpt=orcpt)
-                )
-
-        try:
-            await self.app.store.committer.run(work)
-        except Exception as exc:
-            log.error(
-                "%s: DSN parameters of %s not recorded: %s", self.peer_ip, txn.id, _brief(exc)
-            )
 
     # ------------------------------------------------------------------ traces
 
@@ -262,7 +246,13 @@ class InboundSession(EsmtpSession):
         self, stage: str, decision: Decision, txn: Transaction, recipients: list[str],
         message_id: str | None, size: int | None,
     ) -> None:
-        await self._add_trace(TraceRecord(
+        await self._add_trace(self._record(stage, decision, txn, recipients, message_id, size))
+
+    def _record(
+        self, stage: str, decision: Decision, txn: Transaction, recipients: list[str],
+        message_id: str | None, size: int | None,
+    ) -> TraceRecord:
+        return TraceRecord(
             category="transport",
             action=f"{self.env.name}.{stage}",
             result=_RESULT[decision.kind],
@@ -275,7 +265,7 @@ class InboundSession(EsmtpSession):
             size=size,
             code=f"{decision.smtp_code} {decision.enhanced}",
             reason=decision.reason,
-        ))
+        )
 
     async def _add_trace(self, record: TraceRecord) -> None:
         try:

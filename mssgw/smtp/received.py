@@ -20,6 +20,7 @@ import unicodedata
 from dataclasses import dataclass
 from datetime import datetime
 from email.utils import format_datetime
+from functools import lru_cache
 
 _LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?"
 _DOMAIN = re.compile(rf"{_LABEL}(\.{_LABEL})*\Z")
@@ -41,6 +42,7 @@ class TlsInfo:
         return f"{self.version} {self.cipher}"
 
 
+@lru_cache(maxsize=1024)  # the same DNs, ciphers and addresses, message after message
 def ascii_text(text: str) -> str:
     """Accents dropped, anything else non-ASCII or control escaped."""
     bare = "".join(
@@ -50,6 +52,7 @@ def ascii_text(text: str) -> str:
     return "".join(ch if " " <= ch <= "~" else f"\\x{ord(ch):02x}" for ch in out)
 
 
+@lru_cache(maxsize=1024)
 def escape_comment(text: str) -> str:
     """Text safe inside an RFC 5322 §3.2.2 comment: ``(`` ``)`` ``\\`` quoted."""
     return re.sub(r"([()\\])", r"\\\1", ascii_text(text))

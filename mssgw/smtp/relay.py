@@ -44,8 +44,14 @@ from typing import TYPE_CHECKING, Any
 
 from mssgw.policy.decision import Decision
 from mssgw.policy.retry import RetrySchedule, after_temporary_failure
-from mssgw.smtp import client as smtp_client
-from mssgw.smtp.client import Attempt, Recipient, Result, Transaction
+from mssgw.smtp.client import (
+    Attempt,
+    ConnectionPool,
+    PeerBinding,
+    Recipient,
+    Result,
+    Transaction,
+)
 from mssgw.smtp.dsn import Action, DsnReport, RecipientReport, build_dsn, wants_notice
 from mssgw.smtp.mx import MxResolver, RouteError
 from mssgw.store import Store
@@ -67,7 +73,13 @@ log = logging.getLogger(__name__)
 
 #: RFC 5321 §4.5.3.1.8: servers must accept at least 100 recipients per transaction.
 MAX_RCPTS = 100
-_EIGHT_BIT = bytes(range(128, 256))
+#: Connections to a next hop are kept this long without use (RFC 5321 §4.5.3.2.7
+#: gives servers 5 minutes; Postfix keeps them 2 s to 100 s) ...
+POOL_IDLE_TIMEOUT = 30.0
+#: ... and carry at most this many transactions (Postfix: 100).
+POOL_MAX_TRANSACTIONS = 100
+#: Messages up to this size are read once into memory for the attempt.
+_IN_MEMORY = 256 * 1024
 
 
 def domain_of(address: str) -> str:
@@ -99,6 +111,8 @@ class _Message:
     size: int
     eight_bit: bool
     message_id: str | None
+    #: The bytes, when at most ``_IN_MEMORY`` (else streamed from the blob).
+    content: bytes | None = None
 
 
 class Notifier:
@@ -207,6 +221,7 @@ class RelayWorker:
         name: str | None = None,
         clock: Callable[[], datetime] = now,
         smtp_port: int = 25,
+        pool: ConnectionPool | None = None,
     ) -> None:
         relay = settings.relay
         self.settings = settings
@@ -223,6 +238,15 @@ class RelayWorker:
         self.budget = float(relay.connect_timeout + 6 * relay.command_timeout)
         self.lease = timedelta(seconds=self.budget + 60)
         self.notifier = Notifier(settings, store, actor=f"relay {self.name}")
+        #: Open, verified connections to next hops, shared by the groups in flight.
+        self.pool = pool or ConnectionPool(
+            idle_timeout=POOL_IDLE_TIMEOUT,
+            max_transactions=POOL_MAX_TRANSACTIONS,
+            max_idle=max(1, relay.workers),
+        )
+        #: Claim transactions run (empty ones included), for tests and benchmarks.
+        self.claims = 0
+        self._horizon: tuple[object, datetime | None] | None = None
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
@@ -244,89 +268,182 @@ class RelayWorker:
         Why not cancel at once: a transaction cut after the server's final
         ``250`` but before the row is recorded would be delivered twice.
         Cancelled groups give their leases back, so another node or the next
-        start takes them at once.
+        start takes them at once.  Kept connections are closed (``QUIT``).
         """
         self._stopping.set()
         self._wake.set()
         task, self._task = self._task, None
-        if task is None:
-            return
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(grace):
-                await asyncio.shield(task)
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        if task is not None:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(grace):
+                    await asyncio.shield(task)
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.pool.close()
 
     def wake(self) -> None:
-        """Something was queued: look now rather than at the next poll."""
+        """Something was queued: look now rather than at the next poll.
+
+        Cheap and coalescing: any number of calls while the worker is busy
+        lead to one more claim, made as soon as a delivery slot is free.
+        """
         self._wake.set()
 
     async def _loop(self) -> None:
         while not self._stopping.is_set():
-            self._wake.clear()  # before the run: a wake() during it means "run again"
             try:
-                await self.run_once()
+                await self._run(None, None, daemon=True)
             except asyncio.CancelledError:
                 raise
             except Exception:  # a bug or an unavailable store must not kill the relay
                 log.exception("relay run failed; retrying at the next poll")
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self.settings.relay.poll_interval):
-                    await self._wake.wait()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self.settings.relay.poll_interval):
+                        await self._stopping.wait()
 
     # ------------------------------------------------------------------ one pass
 
     async def run_once(self, *, ids: Sequence[int] | None = None) -> RunReport:
         """Process every due row now (``ids``: only those), ``workers`` groups at a time."""
         report = RunReport()
-        slots = max(1, self.settings.relay.workers)
-        await asyncio.gather(*(self._slot(report, ids) for _ in range(slots)))
+        try:
+            await self._run(report, ids, daemon=False)
+        finally:
+            if self._task is None:  # not the daemon: leave no connection open
+                await self.pool.close()
         return report
 
-    async def _slot(self, report: RunReport, ids: Sequence[int] | None) -> None:
-        while not self._stopping.is_set():
-            rows = await self.store.queue.claim_group(
-                self.name, lease=self.lease, at=self.clock(), ids=ids, limit=MAX_RCPTS
-            )
-            if not rows:
-                return
-            try:
-                report.add(await self._process(rows))
-            except asyncio.CancelledError:
-                with contextlib.suppress(Exception):
-                    await asyncio.shield(
-                        self.store.queue.release_lease(self.name, [r.id for r in rows])
+    async def _run(
+        self, report: RunReport | None, ids: Sequence[int] | None, *, daemon: bool
+    ) -> None:
+        """Claim groups into free delivery slots until nothing is due.
+
+        One claim transaction fills every free slot; a claim that comes back
+        short means the queue is drained, and the next one waits for a free
+        slot *and* a reason to look again: ``wake()`` (something was queued)
+        or, in the daemon, the poll interval (retries coming due).  Without
+        ``daemon``, returns once drained and every group is settled.
+        """
+        loop = asyncio.get_running_loop()
+        slots = max(1, self.settings.relay.workers)
+        poll = float(self.settings.relay.poll_interval)
+        tasks: set[asyncio.Task[None]] = set()
+        errors: list[Exception] = []
+        more = True  # rows may be due: claim as soon as a slot is free
+        next_poll = loop.time() + poll
+        waker: asyncio.Task[Any] | None = None
+        try:
+            while not self._stopping.is_set():
+                free = slots - len(tasks)
+                if more and free > 0:
+                    self._wake.clear()  # a wake() from now on means "look again"
+                    self.claims += 1
+                    groups = await self.store.queue.claim_groups(
+                        self.name,
+                        lease=self.lease,
+                        at=self.clock(),
+                        ids=ids,
+                        limit=MAX_RCPTS,
+                        groups=free,
                     )
+                    more = len(groups) == free
+                    if not more:
+                        next_poll = loop.time() + poll
+                    for rows in groups:
+                        task = asyncio.create_task(self._group(report, rows, errors))
+                        tasks.add(task)
+                        task.add_done_callback(tasks.discard)
+                    continue
+                if not daemon:
+                    if not tasks:
+                        break
+                    await asyncio.wait(set(tasks), return_when=asyncio.FIRST_COMPLETED)
+                    continue
+                waiters: set[asyncio.Future[Any]] = set(tasks)
+                timeout: float | None = None
+                if not more:  # drained: a wake(), the poll, or idle connections to close
+                    if waker is None or waker.done():
+                        waker = asyncio.create_task(self._wake.wait())
+                    waiters.add(waker)
+                    timeout = max(0.0, next_poll - loop.time())
+                    expiry = self.pool.next_expiry()
+                    if expiry is not None:
+                        timeout = min(timeout, expiry + 0.05)
+                await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+                self.pool.expire()
+                if not more and (self._wake.is_set() or loop.time() >= next_poll):
+                    more = True
+        except BaseException:
+            for task in list(tasks):
+                task.cancel()
+            if tasks:
+                await asyncio.gather(*tasks, return_exceptions=True)
+            raise
+        finally:
+            if waker is not None:
+                waker.cancel()
+        if tasks:  # stopping: let the groups in flight finish (``stop`` bounds the wait)
+            try:
+                await asyncio.gather(*tasks, return_exceptions=True)
+            except asyncio.CancelledError:
+                for task in list(tasks):
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
                 raise
+        if errors and not daemon:
+            raise errors[0]
+
+    async def _group(
+        self, report: RunReport | None, rows: list[QueueEntry], errors: list[Exception]
+    ) -> None:
+        try:
+            done = await self._process(rows)
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(
+                    self.store.queue.release_lease(self.name, [r.id for r in rows])
+                )
+            raise
+        except Exception as exc:  # the rows stay leased until the lease ends
+            ids = ", ".join(str(r.id) for r in rows)
+            log.exception("relay: delivery of queue %s failed", ids)
+            errors.append(exc)
+            return
+        if report is not None:
+            report.add(done)
 
     async def _process(self, rows: list[QueueEntry]) -> RunReport:
         domain = domain_of(rows[0].recipient)
         attempt: Attempt | None = None
+        traces: list[TraceRecord] = []
         try:
             async with asyncio.timeout(self.budget):
-                results, attempt = await self._attempt(rows, domain)
+                results, attempt = await self._attempt(rows, domain, traces)
         except TimeoutError:
             reason = f"delivery to {domain} took longer than {self.budget:.0f} s"
             results = [Result("deferred", "4.4.7", reason)] * len(rows)
-        return await self._settle(rows, results, attempt)
+        return await self._settle(rows, results, attempt, traces)
 
     async def _attempt(
-        self, rows: list[QueueEntry], domain: str
+        self, rows: list[QueueEntry], domain: str, traces: list[TraceRecord]
     ) -> tuple[list[Result], Attempt | None]:
-        """Results per row, and the attempt that produced them (``None``: no connection)."""
+        """Results per row, and the attempt that produced them (``None``: no connection).
+
+        The trace records of the attempt are appended to ``traces``.
+        """
         liste = self.trust.liste if self.trust is not None else None
         if self.trust is None or liste is None:
             reason = "no verified liste blanche in use: nothing is relayed until one is loaded"
-            return await self._no_hop(rows, Result("deferred", "4.7.0", reason))
+            return self._no_hop(rows, Result("deferred", "4.7.0", reason), traces)
         if not liste.dns_for(domain):
             reason = f"domain {domain} is not on the MSSante liste blanche"
-            return await self._no_hop(rows, Result("failed", "5.7.1", reason))
+            return self._no_hop(rows, Result("failed", "5.7.1", reason), traces)
         try:
             hops = await self.mx.resolve(domain)
         except RouteError as exc:
             result = Result("failed" if exc.permanent else "deferred", exc.status, exc.reason)
-            return await self._no_hop(rows, result)
+            return self._no_hop(rows, result, traces)
         message = await asyncio.to_thread(self._message, rows[0].blob_id)
         trust = self.trust
         transaction = Transaction(
@@ -337,32 +454,53 @@ class RelayWorker:
             envid=rows[0].envid,
             ret=rows[0].ret,
             eight_bit=message.eight_bit,
+            content=message.content,
         )
+        at = self.clock()
 
-        def binding(chain: list[Any]) -> Decision:
-            return check_peer(chain, domain, liste, self.clock(), trust.anchors, trust.crls)
+        def check(chain: list[Any]) -> Decision:
+            return check_peer(chain, domain, liste, at, trust.anchors, trust.crls)
 
+        # TRUST-6 on kept connections: a decision holds only under the trust
+        # state it was taken with (this list, these anchors and CRLs).
+        generation = trust.operator_tls.generation
+        binding = PeerBinding(
+            domain,
+            check,
+            at,
+            key=(liste.sha256, id(liste), id(trust.operator_tls), generation),
+            horizon=self._trust_horizon(trust, generation),
+        )
         attempt: Attempt | None = None
         for hop in hops:
-            attempt = await smtp_client.deliver(
+            attempt = await self.pool.deliver(
                 hop,
                 transaction,
+                binding,
                 tls=trust.relay_tls.current,
-                check_peer=binding,
                 helo=self.settings.gateway.hostname,
                 connect_timeout=self.settings.relay.connect_timeout,
                 command_timeout=self.settings.relay.command_timeout,
             )
-            await self._trace_attempt(rows, attempt, message)
+            self._trace_attempt(rows, attempt, message, traces)
             if attempt.hop_error is None:
                 return attempt.results, attempt
         assert attempt is not None and attempt.hop_error is not None
         return [attempt.hop_error] * len(rows), attempt
 
-    async def _no_hop(
-        self, rows: list[QueueEntry], result: Result
+    def _trust_horizon(self, trust: TrustSpace, generation: int) -> datetime | None:
+        """When the anchors or CRLs in use stop being good by themselves (cached)."""
+        key = (id(trust.operator_tls), generation)
+        if self._horizon is None or self._horizon[0] != key:
+            ends = [a.not_valid_after_utc for a in trust.anchors]
+            ends += [c.next_update_utc for c in trust.crls or () if c.next_update_utc]
+            self._horizon = (key, min(ends) if ends else None)
+        return self._horizon[1]
+
+    def _no_hop(
+        self, rows: list[QueueEntry], result: Result, traces: list[TraceRecord]
     ) -> tuple[list[Result], Attempt | None]:
-        await self.store.traces.add(
+        traces.append(
             TraceRecord(
                 category="transport",
                 action="relay",
@@ -377,18 +515,25 @@ class RelayWorker:
         return [result] * len(rows), None
 
     def _message(self, blob_id: str) -> _Message:
-        """Size, 8-bit content (for BODY=8BITMIME) and Message-ID, in a worker thread."""
+        """Size, 8-bit content (for BODY=8BITMIME), Message-ID and the bytes of a
+        small message, in a worker thread (one read of the blob)."""
         eight_bit = False
         size = 0
         with self.store.blobs.open(blob_id) as f:
-            while chunk := f.read(1 << 20):
+            first = f.read(_IN_MEMORY + 1)
+            if len(first) <= _IN_MEMORY:
+                meta = header_meta(io.BytesIO(first))
+                return _Message(len(first), not first.isascii(), meta.message_id, first)
+            chunk = first
+            while chunk:
                 size += len(chunk)
-                eight_bit = eight_bit or chunk.translate(None, _EIGHT_BIT) != chunk
+                eight_bit = eight_bit or not chunk.isascii()
+                chunk = f.read(1 << 20)
         meta = header_meta(self.store.blobs.open(blob_id))
         return _Message(size, eight_bit, meta.message_id)
 
-    async def _trace_attempt(
-        self, rows: list[QueueEntry], attempt: Attempt, message: _Message
+    def _trace_attempt(
+        self, rows: list[QueueEntry], attempt: Attempt, message: _Message, traces: list[TraceRecord]
     ) -> None:
         """TRACE-1: one record per recipient result, or one for a hop that failed."""
         common: dict[str, Any] = {
@@ -403,7 +548,7 @@ class RelayWorker:
         }
         if attempt.hop_error is not None:
             error = attempt.hop_error
-            await self.store.traces.add(
+            traces.append(
                 TraceRecord(
                     **common,
                     recipients=",".join(r.recipient for r in rows),
@@ -414,7 +559,7 @@ class RelayWorker:
             )
             return
         for row, result in zip(rows, attempt.results, strict=True):
-            await self.store.traces.add(
+            traces.append(
                 TraceRecord(
                     **common,
                     recipients=row.recipient,
@@ -427,7 +572,11 @@ class RelayWorker:
     # ------------------------------------------------------------------ results
 
     async def _settle(
-        self, rows: list[QueueEntry], results: list[Result], attempt: Attempt | None
+        self,
+        rows: list[QueueEntry],
+        results: list[Result],
+        attempt: Attempt | None,
+        traces: Sequence[TraceRecord] = (),
     ) -> RunReport:
         at = self.clock()
         report = RunReport(groups=1, ids=[r.id for r in rows])
@@ -439,7 +588,16 @@ class RelayWorker:
             setattr(report, outcome.kind, getattr(report, outcome.kind) + 1)
             if notice is not None:
                 notices.setdefault(notice.action, []).append((row, notice))
-        applied = await self.store.queue.record(self.name, outcomes, at=at)
+        # The rows and the traces of the attempt, together: one commit of the
+        # group committer for all of them.
+        recording = asyncio.ensure_future(self.store.queue.record(self.name, outcomes, at=at))
+        traced = await asyncio.gather(
+            *(self.store.traces.add(t) for t in traces), return_exceptions=True
+        )
+        applied = await recording
+        for error in traced:
+            if isinstance(error, BaseException):
+                log.error("relay trace not written: %s", error)
         for action, items in notices.items():
             mine = [(row, rr) for row, rr in items if row.id in applied]
             if mine:

@@ -9,11 +9,13 @@ socket or a protocol.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
-from sqlalchemy import text
+from sqlalchemy import Connection, Engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -21,8 +23,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from mssgw.errors import StoreUnavailable
 from mssgw.store import schema
 from mssgw.store.blobs import BlobStore
-from mssgw.store.committer import GroupCommitter
-from mssgw.store.db import create_engines, create_sync_sqlite_writer, is_sqlite
+from mssgw.store.committer import GroupCommitter, WriteLock
+from mssgw.store.db import (
+    create_engines,
+    create_sync_sqlite_reader,
+    create_sync_sqlite_writer,
+    is_sqlite,
+)
 
 if TYPE_CHECKING:
     from mssgw.config import Settings
@@ -31,6 +38,13 @@ if TYPE_CHECKING:
     from mssgw.store.mailboxes import Mailboxes
     from mssgw.store.queue import Queue
     from mssgw.store.traces import Traces
+
+T = TypeVar("T")
+
+#: Threads (each with its own SQLite connection) running ``Store.reading`` work.
+#: SQLite releases the GIL while it reads, so a few run at once; more would only
+#: hold more connections and page caches.
+READ_THREADS = 4
 
 
 class Store:
@@ -58,11 +72,26 @@ class Store:
         self.blobs = blobs
         self.sessionmaker = async_sessionmaker(reader, expire_on_commit=False)
         self.write_sessionmaker = async_sessionmaker(writer, expire_on_commit=False)
+        #: SQLite has one writer at a time, and a writer that finds the database
+        #: locked waits in SQLite's busy handler, which *sleeps* (up to 100 ms a
+        #: step).  Every write of this process (``write()`` and the group
+        #: committer) takes this lock first, so they queue here instead; the
+        #: busy timeout remains for other processes (CLI, cron).  Rule: never
+        #: await the committer inside ``write()`` (it would wait for itself).
+        self.write_lock: WriteLock | None = None
+        self.sync_reader: Engine | None = None
+        self._read_pool: ThreadPoolExecutor | None = None
         if is_sqlite(url):
+            self.write_lock = WriteLock()
             self.committer = GroupCommitter(
                 max_batch=group_commit_max,
                 sync_engine=create_sync_sqlite_writer(url, busy_timeout_ms=busy_timeout_ms),
+                lock=self.write_lock,
             )
+            self.sync_reader = create_sync_sqlite_reader(
+                url, busy_timeout_ms=busy_timeout_ms, threads=READ_THREADS
+            )
+            self._read_pool = ThreadPoolExecutor(READ_THREADS, thread_name_prefix="mssgw-read")
         else:
             self.committer = GroupCommitter(max_batch=group_commit_max, async_engine=writer)
         self.mailboxes: Mailboxes = Mailboxes(self)
@@ -120,6 +149,11 @@ class Store:
 
     async def close(self) -> None:
         await self.committer.stop()
+        if self._read_pool is not None:
+            self._read_pool.shutdown(wait=True)
+            self._read_pool = ThreadPoolExecutor(READ_THREADS, thread_name_prefix="mssgw-read")
+        if self.sync_reader is not None:
+            self.sync_reader.dispose()
         await self.engine.dispose()
         if self.write_engine is not self.engine:
             await self.write_engine.dispose()
@@ -130,11 +164,40 @@ class Store:
         async with self.sessionmaker() as session:
             yield session
 
+    async def reading(self, work: Callable[[Connection], T]) -> T:
+        """Run ``work`` (synchronous Core reads over one connection, in one
+        transaction) and return its result.
+
+        The hot read path of the IMAP server: on SQLite the whole function
+        runs in one hop to a reader thread on the plain ``sqlite3`` driver
+        (through aiosqlite every statement is several hops between threads,
+        which under load costs more CPU than the queries); on PostgreSQL it
+        runs through asyncpg (``run_sync``).  ``work`` must only read.
+        """
+        if self.sync_reader is not None and self._read_pool is not None:
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self._read_pool, _read_sync, self.sync_reader, work)
+        async with self.engine.connect() as conn:
+            return await conn.run_sync(work)
+
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncSession]:
         """A write transaction, committed on success and rolled back on error."""
-        async with self.write_sessionmaker() as session, session.begin():
+        if self.write_lock is None:
+            async with self.write_sessionmaker() as session, session.begin():
+                yield session
+            return
+        async with (
+            self.write_lock.get(),
+            self.write_sessionmaker() as session,
+            session.begin(),
+        ):
             yield session
+
+
+def _read_sync(engine: Engine, work: Callable[[Connection], T]) -> T:
+    with engine.connect() as conn:
+        return work(conn)
 
 
 def _ensure_sqlite_parent(url: str) -> None:

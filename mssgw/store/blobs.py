@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import itertools
 import os
-import tempfile
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,10 @@ from typing import BinaryIO
 from mssgw.errors import StoreError
 
 CHUNK = 1 << 16
+_BLOB_ID = re.compile(r"[0-9a-f]{64}\Z")
+#: Temporary file names: unique in this process; O_EXCL catches the leftovers
+#: of an earlier process that had the same pid.
+_TMP_NAMES = itertools.count()
 
 
 @dataclass(frozen=True)
@@ -35,11 +40,16 @@ class BlobStore:
 
     def __init__(self, root: Path) -> None:
         self.root = root
+        self._root = str(root)
+        self._tmp = os.path.join(self._root, "tmp")
 
     def path(self, blob_id: str) -> Path:
-        if len(blob_id) != 64 or not all(c in "0123456789abcdef" for c in blob_id):
+        return Path(self._path(blob_id))
+
+    def _path(self, blob_id: str) -> str:
+        if not _BLOB_ID.match(blob_id):
             raise StoreError(f"invalid blob id {blob_id!r}")
-        return self.root / blob_id[:2] / blob_id
+        return f"{self._root}/{blob_id[:2]}/{blob_id}"
 
     def ensure_root(self) -> None:
         try:
@@ -55,29 +65,31 @@ class BlobStore:
         """Write, fsync, rename into place.
 
         With ``sync_dir=False`` the caller takes on fsyncing ``path(id).parent``
-        before relying on the file (the group committer does it once for a
-        whole batch).
+        before relying on the file.
         """
         chunks: Iterable[bytes] = [data] if isinstance(data, bytes) else _read_chunks(data)
-        tmp_dir = self.root / "tmp"
         try:
-            tmp_dir.mkdir(parents=True, exist_ok=True)
-            fd, tmp_name = tempfile.mkstemp(dir=tmp_dir, prefix="in-")
+            fd, tmp_name = self._temporary()
         except OSError as exc:
-            raise StoreError(f"{tmp_dir}: cannot write message file: {exc.strerror}") from exc
+            raise StoreError(f"{self._tmp}: cannot write message file: {exc.strerror}") from exc
         try:
             digest, size = _write_all(fd, chunks)
             blob_id = digest.hexdigest()
-            final = self.path(blob_id)
-            if final.exists():
+            final = self._path(blob_id)
+            if os.path.exists(final):
                 os.unlink(tmp_name)
                 # Touch it so the garbage collector's grace period protects it again.
                 os.utime(final)
+                if sync_dir:  # its writer (another thread) may not have synced it yet
+                    _fsync_dir(os.path.dirname(final))
                 return BlobRef(blob_id, size)
-            final.parent.mkdir(exist_ok=True)
-            os.rename(tmp_name, final)
+            try:
+                os.rename(tmp_name, final)
+            except FileNotFoundError:  # first blob of this shard
+                self._make_shard(os.path.dirname(final))
+                os.rename(tmp_name, final)
             if sync_dir:
-                _fsync_dir(final.parent)
+                _fsync_dir(os.path.dirname(final))
             return BlobRef(blob_id, size)
         except OSError as exc:
             _unlink_quietly(tmp_name)
@@ -85,6 +97,28 @@ class BlobStore:
         except BaseException:
             _unlink_quietly(tmp_name)
             raise
+
+    def _temporary(self) -> tuple[int, str]:
+        """A new file in ``root/tmp`` (created on first use), open for writing."""
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+        prefix = f"{self._tmp}/in-{os.getpid()}-"
+        while True:
+            name = f"{prefix}{next(_TMP_NAMES)}"
+            try:
+                return os.open(name, flags, 0o600), name
+            except FileExistsError:
+                continue
+            except FileNotFoundError:
+                os.makedirs(self._tmp, exist_ok=True)
+                return os.open(name, flags, 0o600), name
+
+    def _make_shard(self, shard: str) -> None:
+        """Create a shard folder, durably: its entry in the root is fsynced at once."""
+        try:
+            os.mkdir(shard)
+        except FileExistsError:
+            return
+        _fsync_dir(self.root)
 
     def open(self, blob_id: str) -> BinaryIO:
         try:
@@ -126,19 +160,23 @@ def _read_chunks(f: BinaryIO) -> Iterator[bytes]:
 
 
 def _write_all(fd: int, chunks: Iterable[bytes]) -> tuple[hashlib._Hash, int]:
+    """Write every chunk to ``fd``, fsync and close it; return the digest and size."""
     digest = hashlib.sha256()
     size = 0
-    with os.fdopen(fd, "wb", closefd=True) as out:
+    try:
         for chunk in chunks:
             digest.update(chunk)
-            out.write(chunk)
+            view = memoryview(chunk)
+            while view:
+                view = view[os.write(fd, view):]
             size += len(chunk)
-        out.flush()
-        os.fsync(out.fileno())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
     return digest, size
 
 
-def _fsync_dir(path: Path) -> None:
+def _fsync_dir(path: str | Path) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)

@@ -14,6 +14,13 @@ is rolled back and every unit of the batch is run again alone, so a failing
 unit fails by itself and the others still commit (units must therefore only
 touch the database).  Callers are answered only after the COMMIT returned,
 so "done" still means "durable" (SPEC STORE-2).
+
+Deferred inserts: a unit run with ``defers=True`` may hand rows to
+``deferred(conn, flush)`` instead of inserting them itself; each ``flush``
+then writes the rows of the whole batch at once (one ``executemany``), in
+the same transaction, before the commit and before any unit that did not
+ask for deferral runs, so no other unit can miss them.  A failing flush is
+a failure of the batch's units (each is then run again alone).
 """
 
 from __future__ import annotations
@@ -35,7 +42,11 @@ from mssgw.errors import StoreError
 
 T = TypeVar("T")
 Work = Callable[[Connection], Any]
+#: Writes the rows units deferred to the end of the batch (see ``deferred``).
+Flush = Callable[[Connection, list[Any]], None]
 log = logging.getLogger(__name__)
+#: ``Connection.info`` key of the rows deferred in the running batch.
+_DEFERRED = "mssgw.deferred"
 
 
 @dataclass
@@ -53,11 +64,33 @@ class _UnitFailed(Exception):
         self.error = error
 
 
+class WriteLock:
+    """The process's SQLite write lock (see ``Store.write_lock``).
+
+    An ``asyncio.Lock`` made for the running event loop: a store may outlive
+    the loop it was opened in (tests), and a lock cannot be shared by loops.
+    """
+
+    def __init__(self) -> None:
+        self._lock: asyncio.Lock | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def get(self) -> asyncio.Lock:
+        loop = asyncio.get_running_loop()
+        if self._lock is None or self._loop is not loop:
+            self._lock, self._loop = asyncio.Lock(), loop
+        return self._lock
+
+    def locked(self) -> bool:
+        return self._lock is not None and self._lock.locked()
+
+
 class GroupCommitter:
     """Runs units of work in shared transactions, at most ``max_batch`` at a time.
 
     Give it either ``sync_engine`` (SQLite: used from one private thread) or
-    ``async_engine`` (PostgreSQL).
+    ``async_engine`` (PostgreSQL).  ``lock`` (SQLite) is held around each
+    batch's transaction, shared with the store's other writers.
     """
 
     def __init__(
@@ -66,12 +99,14 @@ class GroupCommitter:
         max_batch: int,
         sync_engine: Engine | None = None,
         async_engine: AsyncEngine | None = None,
+        lock: WriteLock | None = None,
     ) -> None:
         if (sync_engine is None) == (async_engine is None):
             raise ValueError("give exactly one of sync_engine and async_engine")
         self.max_batch = max_batch
         self.sync_engine = sync_engine
         self.async_engine = async_engine
+        self.lock = lock
         self._executor = (
             ThreadPoolExecutor(1, thread_name_prefix="mssgw-commit") if sync_engine else None
         )
@@ -81,14 +116,23 @@ class GroupCommitter:
         self.batches = 0
         self.units = 0
 
-    async def run(self, work: Callable[[Connection], T], *, sync_dirs: Iterable[Path] = ()) -> T:
+    async def run(
+        self,
+        work: Callable[[Connection], T],
+        *,
+        sync_dirs: Iterable[Path] = (),
+        defers: bool = False,
+    ) -> T:
         """Run ``work`` in a committed transaction; return its result once durable.
 
         ``sync_dirs`` are folders whose entries (renamed files) must be made
-        durable before the commit that references them.
+        durable before the commit that references them.  ``defers``: the unit
+        may use ``deferred``; without it, rows deferred by earlier units of
+        the batch are written before ``work`` runs.
         """
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._pending.append(_Unit(work, future, frozenset(sync_dirs)))
+        unit_work: Work = work if defers else _after_flush(work)
+        self._pending.append(_Unit(unit_work, future, frozenset(sync_dirs)))
         self._ensure_task()
         assert self._wakeup is not None
         self._wakeup.set()
@@ -155,7 +199,14 @@ class GroupCommitter:
         if self.sync_engine is not None:
             engine = self.sync_engine
             loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(self._executor, _run_all_sync, engine, works, dirs)
+            if self.lock is None:
+                return await loop.run_in_executor(
+                    self._executor, _run_all_sync, engine, works, dirs
+                )
+            async with self.lock.get():
+                return await loop.run_in_executor(
+                    self._executor, _run_all_sync, engine, works, dirs
+                )
         assert self.async_engine is not None
         if dirs:
             await asyncio.to_thread(fsync_dirs, dirs)
@@ -164,13 +215,52 @@ class GroupCommitter:
 
 
 def _run_all(conn: Connection, works: list[Work]) -> list[Any]:
-    results = []
-    for work in works:
+    conn.info[_DEFERRED] = {}
+    try:
+        results = []
+        for work in works:
+            try:
+                results.append(work(conn))
+            except Exception as exc:
+                raise _UnitFailed(exc) from exc
         try:
-            results.append(work(conn))
+            _flush(conn)
         except Exception as exc:
             raise _UnitFailed(exc) from exc
-    return results
+        return results
+    finally:
+        conn.info.pop(_DEFERRED, None)
+
+
+def deferred(conn: Connection, flush: Flush) -> list[Any]:
+    """The rows ``flush`` will write for the running batch: append yours to it.
+
+    Only inside a unit run with ``defers=True``.  ``flush`` must be one
+    module-level function per kind of row (it is the key); flushes run in the
+    order they were first asked for, so ask for a parent table's first.
+    """
+    pending: dict[Flush, list[Any]] = conn.info[_DEFERRED]
+    rows = pending.get(flush)
+    if rows is None:
+        rows = pending[flush] = []
+    return rows
+
+
+def _flush(conn: Connection) -> None:
+    pending: dict[Flush, list[Any]] | None = conn.info.get(_DEFERRED)
+    if pending:
+        batches = list(pending.items())
+        pending.clear()
+        for flush, rows in batches:
+            flush(conn, rows)
+
+
+def _after_flush(work: Work) -> Work:
+    def flushed_first(conn: Connection) -> Any:
+        _flush(conn)
+        return work(conn)
+
+    return flushed_first
 
 
 def _run_all_sync(engine: Engine, works: list[Work], dirs: frozenset[Path]) -> list[Any]:

@@ -18,11 +18,18 @@ from typing import TYPE_CHECKING
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import select
+from sqlalchemy import Connection, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mssgw.errors import Conflict, NotFound
-from mssgw.store.models import Credential, Delegation, Mailbox, MailboxState, MailboxType
+from mssgw.store.models import (
+    Credential,
+    Delegation,
+    Mailbox,
+    MailboxState,
+    MailboxType,
+    table,
+)
 from mssgw.store.timeutil import now
 
 if TYPE_CHECKING:
@@ -139,14 +146,20 @@ class Credentials:
         return None
 
     async def _record_use(self, credential_id: int, mailbox_id: int) -> None:
+        """Through the group committer: logins arrive in bursts (Thunderbird opens
+        several connections at once) and share one commit with other writes."""
         stamp = now()
-        async with self.store.write() as s:
-            cred = await s.get(Credential, credential_id)
-            mailbox = await s.get(Mailbox, mailbox_id)
-            if cred is not None:
-                cred.last_used_at = stamp
-            if mailbox is not None:
-                mailbox.last_auth_at = stamp
+        creds, mailboxes = table(Credential), table(Mailbox)
+
+        def work(conn: Connection) -> None:
+            conn.execute(
+                update(creds).where(creds.c.id == credential_id).values(last_used_at=stamp)
+            )
+            conn.execute(
+                update(mailboxes).where(mailboxes.c.id == mailbox_id).values(last_auth_at=stamp)
+            )
+
+        await self.store.committer.run(work)
 
 
 async def _holder(s: AsyncSession, mailbox: Mailbox, identity: str | None) -> str:

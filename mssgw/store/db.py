@@ -66,6 +66,23 @@ def create_sync_sqlite_writer(url: str, *, busy_timeout_ms: int) -> Engine:
     return engine
 
 
+def create_sync_sqlite_reader(url: str, *, busy_timeout_ms: int, threads: int) -> Engine:
+    """A synchronous SQLite engine for read work run in one thread hop.
+
+    Each reader thread keeps its own connection (``SingletonThreadPool``);
+    a read runs a whole function over it, so an IMAP command pays one hop to
+    a thread and back instead of several per statement through aiosqlite.
+    Reads use a deferred ``BEGIN``: under WAL they never block the writer.
+    """
+    engine = create_engine(
+        str(make_url(url).set(drivername="sqlite+pysqlite")),
+        poolclass=SingletonThreadPool,
+        pool_size=threads,
+    )
+    _sqlite_setup(engine, busy_timeout_ms, begin="BEGIN")
+    return engine
+
+
 def _sqlite_setup(engine: AsyncEngine | Engine, busy_timeout_ms: int, *, begin: str) -> None:
     """Pragmas for durability and concurrency (SPEC STORE-2)."""
     sync_engine = engine.sync_engine if isinstance(engine, AsyncEngine) else engine

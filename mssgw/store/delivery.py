@@ -6,6 +6,15 @@ target folder, inserts one message row per folder and one queue row per
 remote recipient.  Either all of that commits or none of it is visible; the
 call returns only after the commit, so the caller may then answer ``250`` or
 ``OK`` (SPEC STORE-2).
+
+The hot path (one delivery into one folder) is three statements, run through
+the DBAPI cursor with SQL written once per dialect (building and compiling
+Core statements cost several times the SQL itself): the blob row, one
+``UPDATE folders ... RETURNING`` that finds the folder by mailbox address and
+name, checks the mailbox is active and allocates the UID and MODSEQ, and the
+message row.  The blob and message rows of local-only deliveries are handed
+to the group committer (``deferred``), which inserts those of a whole batch
+with one ``executemany`` each.
 """
 
 from __future__ import annotations
@@ -17,18 +26,19 @@ import email.policy
 import io
 import threading
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
-from sqlalchemy import Connection, delete, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Connection, Dialect, delete, select, update
 
 from mssgw.errors import Conflict, NotFound
+from mssgw.store.base import UtcDateTime
 from mssgw.store.blobs import BlobRef
+from mssgw.store.committer import deferred
 from mssgw.store.folders import INBOX, allocate, folder_by_name
 from mssgw.store.models import (
-    Blob,
     Flag,
     Folder,
     Mailbox,
@@ -42,22 +52,38 @@ from mssgw.store.timeutil import now
 
 if TYPE_CHECKING:
     from mssgw.store import Store
+    from mssgw.store.traces import TraceRecord
 
 
 NO_FLAGS = Flag(0)
 #: Messages above this size are parsed for their MIME structure two at a time at most.
 _BIG = 4 * 1024 * 1024
 _BIG_PARSES = threading.BoundedSemaphore(2)
+#: Threads writing blobs (one pool per process, threads started on demand).  They
+#: mostly wait in fsync: more of them than asyncio's default pool (cores + 4) lets
+#: concurrent deliveries share the file system's journal commits instead of
+#: queueing for a thread.
+_BLOB_WRITERS = ThreadPoolExecutor(32, thread_name_prefix="mssgw-blob")
+#: Messages up to this size are handed to the committer while their blob is written.
+_OVERLAP_MAX = 256 * 1024
 
 
 @dataclass(frozen=True)
 class LocalTarget:
-    """A local mailbox to file the message in."""
+    """A local mailbox to file the message in.
+
+    ``notify`` and ``orcpt`` are this recipient's DSN parameters as sent (RFC
+    3461 §4.1, §4.2); with ``keep_envelope`` the envelope's return path, ENVID
+    and RET are stored with the copy too, for a "delivered" DSN (§6.2.1).
+    """
 
     address: str
     folder: str = INBOX
     flags: Flag = NO_FLAGS
     keywords: tuple[str, ...] = ()
+    notify: str | None = None
+    orcpt: str | None = None
+    keep_envelope: bool = False
 
 
 @dataclass(frozen=True)
@@ -117,7 +143,6 @@ class Messages:
         #: Called with ``(folder_id, modseq)`` after each committed delivery, so
         #: IMAP sessions on that folder learn about new mail at once.
         self.observers: list[Callable[[int, int], None]] = []
-
     async def deliver(
         self,
         data: bytes | BinaryIO,
@@ -127,22 +152,51 @@ class Messages:
         envelope: Envelope = Envelope(),
         internaldate: datetime | None = None,
         meta: MessageMeta | None = None,
+        trace: TraceRecord | None = None,
     ) -> DeliveryResult:
-        """Store ``data`` for every target; return once it is all durable."""
+        """Store ``data`` for every target; return once it is all durable.
+
+        ``trace`` (SPEC TRACE-1) is written in the same transaction: a delivery
+        is never durable without it, and it costs no commit of its own.
+        """
         if not local and not remote:
             raise Conflict("a delivery needs at least one recipient")
-        blob, meta = await asyncio.to_thread(self._write_blob, data, meta)
+        writing = _BLOB_WRITERS.submit(self._write_blob, data, meta)
+        # On SQLite the committer runs units in a thread of its own, where a unit
+        # may wait for its blob: a small message is handed over at once, so the
+        # blob's fsyncs overlap the wait for the committer (the batch's COMMIT
+        # still comes after them).  Otherwise (PostgreSQL: units run on the event
+        # loop; a big message: a long write), the blob is written first.
+        overlap = (
+            self.store.committer.sync_engine is not None
+            and isinstance(data, bytes)
+            and len(data) <= _OVERLAP_MAX
+        )
+        if not overlap:
+            await asyncio.wrap_future(writing)
         when = internaldate or now()
-        assert meta is not None
+        stamp = now()
 
         def work(conn: Connection) -> DeliveryResult:
-            _insert_blob(conn, blob)
-            copies = [_file(conn, blob, target, when, meta) for target in local]
+            blob, cached = writing.result()  # durable once this returns (or raises)
+            hot = hot_sql(conn.dialect)
+            # Asked for first, so the batch's blob rows go in before its message rows.
+            blobs = deferred(conn, _flush_blobs)
+            if remote:  # queue rows reference the blob row at once
+                hot.execute(conn, hot.insert_blob, (blob.id, blob.size, hot.utc(stamp)))
+            else:
+                blobs.append((blob.id, blob.size, hot.utc(stamp)))
+            copies = [
+                _file(conn, hot, blob, target, when, cached, envelope) for target in local
+            ]
             queued = [_queue(conn, blob, envelope, target) for target in remote]
+            if trace is not None:
+                from mssgw.store.traces import defer_trace
+
+                defer_trace(conn, trace, stamp)
             return DeliveryResult(blob, copies, queued)
 
-        folder = self.store.blobs.path(blob.id).parent
-        result = await self.store.committer.run(work, sync_dirs=[folder])
+        result = await self.store.committer.run(work, defers=True)
         for copy in result.copies:
             for observer in self.observers:
                 observer(copy.folder_id, copy.modseq)
@@ -151,9 +205,15 @@ class Messages:
     def _write_blob(
         self, data: bytes | BinaryIO, meta: MessageMeta | None
     ) -> tuple[BlobRef, MessageMeta]:
-        """In a worker thread: the file (fsynced; its folder is synced with the batch)
-        and its metadata."""
-        blob = self.store.blobs.put_sync(data, sync_dir=False)
+        """In a worker thread: the file, fsynced, and its folder entry, fsynced; and
+        its metadata.
+
+        The folder is fsynced here rather than by the committer for its batch:
+        blobs are spread over 256 folders, so a batch's blobs rarely share one,
+        and these fsyncs, run in parallel by the worker threads, share the file
+        system's journal commits instead of queueing in the committer's thread.
+        """
+        blob = self.store.blobs.put_sync(data)
         if meta is None and self.annotate is not None:
             if isinstance(data, bytes):
                 meta = self.annotate(data)
@@ -219,27 +279,134 @@ class Messages:
 
 # Core statements on the tables, not ORM: a delivery is on the hot path and the
 # ORM's unit of work (autoflush, identity map sync) costs more than the SQL.
-_BLOBS = table(Blob)
 _MAILBOXES = table(Mailbox)
 _FOLDERS = table(Folder)
 _MESSAGES = table(Message)
 _QUEUE = table(QueueEntry)
 
 
-def _insert_blob(conn: Connection, blob: BlobRef) -> None:
-    """Insert the blob row unless it exists (identical bytes delivered before)."""
-    values = {"id": blob.id, "size": blob.size, "created_at": now()}
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    conn.execute(
-        dialect.insert(_BLOBS).values(values).on_conflict_do_nothing(index_elements=["id"])
-    )
+class HotSql:
+    """The hot statements of one dialect, as SQL for its DBAPI paramstyle.
+
+    Run through the DBAPI cursor of the unit's connection (``sqlite3``, or
+    SQLAlchemy's asyncpg adapter), inside the committer's transaction.
+    """
+
+    def __init__(self, dialect: Dialect) -> None:
+        self.paramstyle = dialect.paramstyle
+        self._converted: dict[str, str] = {}
+        #: Python datetime → what the DBAPI gets for a ``UtcDateTime`` column.
+        self.utc = UtcDateTime().dialect_impl(dialect).bind_processor(dialect) or _same
+        self.insert_blob = self.sql(
+            "INSERT INTO blobs (id, size, created_at) VALUES (?, ?, ?)"
+            " ON CONFLICT (id) DO NOTHING"
+        )
+        # The folder found by mailbox address and name, only if the mailbox is
+        # active; the UIDNEXT/HIGHESTMODSEQ update is folders.allocate's.
+        self.allocate = self.sql(
+            "UPDATE folders SET uidnext = uidnext + 1, highestmodseq = highestmodseq + 1"
+            " WHERE id = (SELECT f.id FROM folders AS f JOIN mailboxes AS m"
+            " ON m.id = f.mailbox_id WHERE m.address = ? AND m.state = 'active'"
+            " AND f.name = ?)"
+            " RETURNING id, uidnext, highestmodseq, uidvalidity"
+        )
+        self.insert_message = self.sql(
+            "INSERT INTO messages (folder_id, uid, modseq, flags, keywords, internaldate,"
+            " size, blob_id, message_id, envelope, bodystructure, header_size,"
+            " return_path, dsn_envid, dsn_ret, dsn_notify, dsn_orcpt)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        )
+
+    def sql(self, text: str) -> str:
+        """``text`` written with ``?`` placeholders, in this dialect's paramstyle."""
+        done = self._converted.get(text)
+        if done is None:
+            done = self._converted[text] = self._convert(text)
+        return done
+
+    def _convert(self, text: str) -> str:
+        if self.paramstyle == "qmark":
+            return text
+        parts = text.split("?")
+        if self.paramstyle in ("numeric_dollar", "numeric"):
+            mark = "$" if self.paramstyle == "numeric_dollar" else ":"
+            return parts[0] + "".join(f"{mark}{i}{p}" for i, p in enumerate(parts[1:], 1))
+        if self.paramstyle in ("format", "pyformat"):
+            return "%s".join(part.replace("%", "%%") for part in parts)
+        raise NotImplementedError(f"paramstyle {self.paramstyle}")
+
+    @staticmethod
+    def cursor(conn: Connection) -> Any:
+        return cast(Any, conn.connection.dbapi_connection).cursor()
+
+    def execute(self, conn: Connection, sql: str, params: Sequence[Any]) -> Any:
+        cursor = self.cursor(conn)
+        cursor.execute(sql, params)
+        return cursor
+
+    def executemany(self, conn: Connection, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        if rows:
+            self.cursor(conn).executemany(sql, rows)
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+_HOT: dict[tuple[str, str], HotSql] = {}
+
+
+def hot_sql(dialect: Dialect) -> HotSql:
+    key = (dialect.name, dialect.driver)
+    hot = _HOT.get(key)
+    if hot is None:
+        hot = _HOT[key] = HotSql(dialect)
+    return hot
+
+
+def _flush_blobs(conn: Connection, rows: list[Any]) -> None:
+    """Blob rows of a batch (insert-or-ignore: identical bytes delivered before)."""
+    hot = hot_sql(conn.dialect)
+    hot.executemany(conn, hot.insert_blob, rows)
+
+
+def _flush_messages(conn: Connection, rows: list[Any]) -> None:
+    hot = hot_sql(conn.dialect)
+    hot.executemany(conn, hot.insert_message, rows)
 
 
 def _file(
-    conn: Connection, blob: BlobRef, target: LocalTarget, when: datetime, meta: MessageMeta
+    conn: Connection,
+    hot: HotSql,
+    blob: BlobRef,
+    target: LocalTarget,
+    when: datetime,
+    meta: MessageMeta,
+    envelope: Envelope,
 ) -> StoredCopy:
     address = target.address.lower()
     name = INBOX if target.folder.upper() == INBOX else target.folder
+    row = hot.execute(conn, hot.allocate, (address, name)).fetchone()
+    if row is None:
+        folder_id, uidvalidity = _why_not(conn, address, name, target.folder)
+        alloc = allocate(conn, folder_id)  # found after all (changed meanwhile)
+        uid, modseq = alloc.uid, alloc.modseq
+    else:
+        folder_id, uidnext, modseq, uidvalidity = row
+        uid = uidnext - 1
+    kept = envelope if target.keep_envelope else None
+    deferred(conn, _flush_messages).append((
+        folder_id, uid, modseq, int(target.flags), " ".join(target.keywords), hot.utc(when),
+        blob.size, blob.id, meta.message_id, meta.envelope, meta.bodystructure,
+        meta.header_size,
+        kept.sender if kept else None, kept.envid if kept else None,
+        kept.ret if kept else None, target.notify, target.orcpt,
+    ))
+    return StoredCopy(address, folder_id, uid, modseq, uidvalidity)
+
+
+def _why_not(conn: Connection, address: str, name: str, asked: str) -> tuple[int, int]:
+    """Why the folder was not found: raise the error; or its id and UIDVALIDITY."""
     row = conn.execute(
         select(_MAILBOXES.c.state, _FOLDERS.c.id, _FOLDERS.c.uidvalidity)
         .select_from(_MAILBOXES)
@@ -252,25 +419,8 @@ def _file(
     if state != MailboxState.ACTIVE.value:
         raise Conflict(f"mailbox {address} is {state}")
     if folder_id is None:
-        raise NotFound(f"no folder {target.folder!r} in {address}")
-    alloc = allocate(conn, folder_id)
-    conn.execute(
-        _MESSAGES.insert().values(
-            folder_id=folder_id,
-            uid=alloc.uid,
-            modseq=alloc.modseq,
-            flags=int(target.flags),
-            keywords=" ".join(target.keywords),
-            internaldate=when,
-            size=blob.size,
-            blob_id=blob.id,
-            message_id=meta.message_id,
-            envelope=meta.envelope,
-            bodystructure=meta.bodystructure,
-            header_size=meta.header_size,
-        )
-    )
-    return StoredCopy(address, folder_id, alloc.uid, alloc.modseq, uidvalidity)
+        raise NotFound(f"no folder {asked!r} in {address}")
+    return int(folder_id), int(uidvalidity)
 
 
 def _queue(conn: Connection, blob: BlobRef, envelope: Envelope, target: RemoteTarget) -> int:

@@ -11,7 +11,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, func, select, update
+from sqlalchemy import BigInteger, Connection, bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mssgw.store.models import Folder, table
@@ -89,12 +89,20 @@ def allocate(conn: Connection, folder_id: int, count: int = 1) -> Allocation:
     expunge or a crash (an aborted transaction gives its UIDs back, which is
     fine: nobody ever saw them).
     """
-    folders = table(Folder)  # Core, not ORM: no identity-map synchronisation on the hot path
-    result = conn.execute(
-        update(folders)
-        .where(folders.c.id == folder_id)
-        .values(uidnext=folders.c.uidnext + count, highestmodseq=folders.c.highestmodseq + 1)
-        .returning(folders.c.uidnext, folders.c.highestmodseq)
-    )
+    result = conn.execute(_ALLOCATE, {"folder_id": folder_id, "count": count})
     uidnext, modseq = result.one()
     return Allocation(uid=uidnext - count, modseq=modseq)
+
+
+# Core, not ORM (no identity-map synchronisation), and built once: building and
+# caching a statement per call cost more than running it.
+_FOLDERS = table(Folder)
+_ALLOCATE = (
+    update(_FOLDERS)
+    .where(_FOLDERS.c.id == bindparam("folder_id", type_=BigInteger))
+    .values(
+        uidnext=_FOLDERS.c.uidnext + bindparam("count", type_=BigInteger),
+        highestmodseq=_FOLDERS.c.highestmodseq + 1,
+    )
+    .returning(_FOLDERS.c.uidnext, _FOLDERS.c.highestmodseq)
+)

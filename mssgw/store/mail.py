@@ -27,12 +27,12 @@ import asyncio
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, BinaryIO, cast
+from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar, cast
 
 from sqlalchemy import (
     ColumnElement,
     Connection,
-    and_,
+    Select,
     bindparam,
     case,
     delete,
@@ -41,7 +41,6 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mssgw.errors import Conflict, NotFound
 from mssgw.store.delivery import NO_FLAGS, LocalTarget, StoredCopy
@@ -66,6 +65,7 @@ CHUNK = 500
 MAX_RANGES = 32
 
 Observer = Callable[[int, int], None]
+R = TypeVar("R")
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,18 +167,14 @@ class Mail:
     # -- folders ------------------------------------------------------------------
 
     async def folders(self, mailbox_id: int) -> list[FolderInfo]:
-        async with self.store.engine.connect() as conn:
-            rows = await conn.execute(
-                _folder_select()
-                .where(_FOLDERS.c.mailbox_id == mailbox_id)
-                .order_by(_FOLDERS.c.name)
-            )
-            return [_folder(r) for r in rows]
+        def work(conn: Connection) -> list[FolderInfo]:
+            return [_folder(r) for r in conn.execute(_FOLDERS_OF, {"mailbox_id": mailbox_id})]
+
+        return await self.store.reading(work)
 
     async def folder(self, mailbox_id: int, name: str) -> FolderInfo | None:
         name = canonical_name(name)
-        async with self.store.engine.connect() as conn:
-            return await _folder_by_name(conn, mailbox_id, name)
+        return await self.store.reading(lambda conn: _folder_by_name(conn, mailbox_id, name))
 
     async def create_folder(
         self, mailbox_id: int, name: str, special_use: str | None = None
@@ -322,18 +318,17 @@ class Mail:
 
     async def status(self, folder_id: int) -> FolderStatus:
         """STATUS counters (RFC 3501 §6.3.10, RFC 7162 §3.1.6, RFC 8438)."""
-        unseen = func.sum(case((_MESSAGES.c.flags.op("&")(int(Flag.SEEN)) == 0, 1), else_=0))
-        async with self.store.engine.connect() as conn:
-            folder = await _folder_by_id(conn, folder_id)
+
+        def work(conn: Connection) -> tuple[FolderInfo | None, Any]:
+            folder = _folder_by_id(conn, folder_id)
             if folder is None:
-                raise NotFound("folder does not exist")
-            count, unseen_count, size = (
-                await conn.execute(
-                    select(func.count(), unseen, func.sum(_MESSAGES.c.size)).where(
-                        _MESSAGES.c.folder_id == folder_id
-                    )
-                )
-            ).one()
+                return None, None
+            return folder, conn.execute(_STATUS, {"folder_id": folder_id}).one()
+
+        folder, counts = await self.store.reading(work)
+        if folder is None:
+            raise NotFound("folder does not exist")
+        count, unseen_count, size = counts
         return FolderStatus(
             int(count),
             int(unseen_count or 0),
@@ -347,64 +342,75 @@ class Mail:
 
     async def snapshot(self, folder_id: int) -> Snapshot:
         """Everything SELECT needs: the folder, then every (uid, flags, keywords, modseq)."""
-        async with self.store.engine.connect() as conn:
-            folder = await _folder_by_id(conn, folder_id)
+
+        def work(conn: Connection) -> Snapshot | None:
+            folder = _folder_by_id(conn, folder_id)
             if folder is None:
-                raise NotFound("folder does not exist")
-            result = await conn.execute(
-                select(_MESSAGES.c.uid, _MESSAGES.c.flags, _MESSAGES.c.keywords, _MESSAGES.c.modseq)
-                .where(_MESSAGES.c.folder_id == folder_id)
-                .order_by(_MESSAGES.c.uid)
-            )
-            messages = [MessageState(*row) for row in result]
-        return Snapshot(folder, messages)
+                return None
+            result = conn.execute(_SNAPSHOT, {"folder_id": folder_id})
+            return Snapshot(folder, [MessageState(*row) for row in result])
+
+        snapshot = await self.store.reading(work)
+        if snapshot is None:
+            raise NotFound("folder does not exist")
+        return snapshot
+
+    async def open_folder(self, mailbox_id: int, name: str) -> Snapshot | None:
+        """:meth:`folder` then :meth:`snapshot` in one read (SELECT/EXAMINE);
+        ``None`` when there is no such folder."""
+        name = canonical_name(name)
+
+        def work(conn: Connection) -> Snapshot | None:
+            folder = _folder_by_name(conn, mailbox_id, name)
+            if folder is None:
+                return None
+            result = conn.execute(_SNAPSHOT, {"folder_id": folder.id})
+            return Snapshot(folder, [MessageState(*row) for row in result])
+
+        return await self.store.reading(work)
 
     async def changes(self, folder_id: int, since: int) -> Changes:
         """Messages changed or added, and UIDs expunged, with MODSEQ > ``since``."""
-        async with self.store.engine.connect() as conn:
-            folder = await _folder_by_id(conn, folder_id)
+
+        def work(conn: Connection) -> Changes:
+            folder = _folder_by_id(conn, folder_id)
             if folder is None:
                 return Changes(None)
             if folder.highestmodseq <= since:
                 return Changes(folder)
-            result = await conn.execute(
-                select(_MESSAGES.c.uid, _MESSAGES.c.flags, _MESSAGES.c.keywords, _MESSAGES.c.modseq)
-                .where(_MESSAGES.c.folder_id == folder_id, _MESSAGES.c.modseq > since)
-                .order_by(_MESSAGES.c.uid)
-            )
-            messages = [MessageState(*row) for row in result]
-            gone = await conn.execute(
-                select(_EXPUNGED.c.uid)
-                .where(_EXPUNGED.c.folder_id == folder_id, _EXPUNGED.c.modseq > since)
-                .order_by(_EXPUNGED.c.uid)
-            )
-            expunged = list(gone.scalars())
-        return Changes(folder, messages, expunged)
+            params = {"folder_id": folder_id, "since": since}
+            messages = [MessageState(*row) for row in conn.execute(_CHANGED, params)]
+            expunged = list(conn.execute(_EXPUNGED_SINCE, params).scalars())
+            return Changes(folder, messages, expunged)
+
+        return await self.store.reading(work)
 
     async def rows(self, folder_id: int, uids: Sequence[int]) -> dict[int, MessageRow]:
         """Full rows of ``uids`` (missing ones were expunged meanwhile)."""
-        out: dict[int, MessageRow] = {}
         if not uids:
-            return out
-        async with self.store.engine.connect() as conn:
-            for where in _uid_conditions(uids):
-                result = await conn.execute(
-                    select(
-                        _MESSAGES.c.uid,
-                        _MESSAGES.c.flags,
-                        _MESSAGES.c.keywords,
-                        _MESSAGES.c.modseq,
-                        _MESSAGES.c.internaldate,
-                        _MESSAGES.c.size,
-                        _MESSAGES.c.blob_id,
-                        _MESSAGES.c.envelope,
-                        _MESSAGES.c.bodystructure,
-                        _MESSAGES.c.header_size,
-                    ).where(_MESSAGES.c.folder_id == folder_id, where)
-                )
-                for row in result:
-                    out[row[0]] = MessageRow(*cast(tuple[Any, ...], row))
-        return out
+            return {}
+        rows, _ = await self.rows_then(folder_id, uids, lambda _rows: None)
+        return rows
+
+    async def rows_then(
+        self,
+        folder_id: int,
+        uids: Sequence[int],
+        then: Callable[[dict[int, MessageRow]], R],
+    ) -> tuple[dict[int, MessageRow], R]:
+        """:meth:`rows`, and ``then(rows)`` run right after in the same worker
+        thread (FETCH reads the message files it needs there: one hop for both).
+        ``then`` must only read."""
+        if not uids:
+            return {}, then({})
+
+        def work(conn: Connection) -> tuple[dict[int, MessageRow], R]:
+            out: dict[int, MessageRow] = {}
+            for row in _by_uids(conn, _ROWS, {"folder_id": folder_id}, uids):
+                out[row[0]] = MessageRow(*cast(tuple[Any, ...], row))
+            return out, then(out)
+
+        return await self.store.reading(work)
 
     async def cache_meta(self, folder_id: int, uid: int, envelope: str, bodystructure: str) -> None:
         """Fill the MIME cache of a message delivered without it (no MODSEQ change:
@@ -447,18 +453,10 @@ class Mail:
         wanted_kw = list(dict.fromkeys(keywords))
 
         def work(conn: Connection) -> StoreResult:
-            current: list[tuple[int, int, str, int]] = []
-            for where in _uid_conditions(uids):
-                current.extend(
-                    conn.execute(
-                        select(
-                            _MESSAGES.c.uid,
-                            _MESSAGES.c.flags,
-                            _MESSAGES.c.keywords,
-                            _MESSAGES.c.modseq,
-                        ).where(_MESSAGES.c.folder_id == folder_id, where)
-                    ).all()
-                )
+            current: list[tuple[int, int, str, int]] = [
+                (row[0], row[1], row[2], row[3])
+                for row in _by_uids(conn, _STATES, {"folder_id": folder_id}, uids)
+            ]
             current.sort()
             modified: list[int] = []
             todo: list[tuple[int, int, str]] = []
@@ -476,17 +474,17 @@ class Mail:
                 return StoreResult([], unchanged, modified, None)
             alloc = allocate(conn, folder_id, 0)
             conn.execute(
-                update(_MESSAGES)
-                .where(
-                    _MESSAGES.c.folder_id == folder_id,
-                    _MESSAGES.c.uid == bindparam("b_uid"),
-                )
-                .values(
-                    flags=bindparam("b_flags"),
-                    keywords=bindparam("b_keywords"),
-                    modseq=alloc.modseq,
-                ),
-                [{"b_uid": u, "b_flags": f, "b_keywords": k} for u, f, k in todo],
+                _SET_FLAGS,
+                [
+                    {
+                        "b_folder": folder_id,
+                        "b_uid": u,
+                        "b_flags": f,
+                        "b_keywords": k,
+                        "b_modseq": alloc.modseq,
+                    }
+                    for u, f, k in todo
+                ],
             )
             changed = [MessageState(u, f, k, alloc.modseq) for u, f, k in todo]
             return StoreResult(changed, unchanged, modified, alloc.modseq)
@@ -498,16 +496,20 @@ class Mail:
 
     async def expunge(self, folder_id: int, uids: Sequence[int] | None = None) -> list[int]:
         """Remove the ``\\Deleted`` messages (of ``uids`` only: UID EXPUNGE, RFC 4315 §2.1)."""
-        deleted = _MESSAGES.c.flags.op("&")(int(Flag.DELETED)) != 0
+        gone, _ = await self.expunge_modseq(folder_id, uids)
+        return gone
+
+    async def expunge_modseq(
+        self, folder_id: int, uids: Sequence[int] | None = None
+    ) -> tuple[list[int], int | None]:
+        """:meth:`expunge`, also giving the MODSEQ of the change (``None``: nothing gone)."""
 
         def work(conn: Connection) -> tuple[list[int], int | None]:
-            conditions = _uid_conditions(uids) if uids is not None else [None]
-            found: list[int] = []
-            for where in conditions:
-                query = select(_MESSAGES.c.uid).where(_MESSAGES.c.folder_id == folder_id, deleted)
-                if where is not None:
-                    query = query.where(where)
-                found.extend(conn.execute(query).scalars())
+            params = {"folder_id": folder_id}
+            if uids is None:
+                found = list(conn.execute(_DELETED, params).scalars())
+            else:
+                found = [row[0] for row in _by_uids(conn, _DELETED, params, uids)]
             if not found:
                 return [], None
             found.sort()
@@ -518,7 +520,7 @@ class Mail:
         gone, modseq = await self.store.committer.run(work)
         if modseq is not None:
             self._notify(folder_id, modseq)
-        return gone
+        return gone, modseq
 
     async def copy(
         self, source: FolderInfo, uids: Sequence[int], target: FolderInfo, *, move: bool = False
@@ -593,6 +595,13 @@ class Mail:
         # Delivery observers have already announced it.
         return result.copies[0]
 
+    @staticmethod
+    def appended(stored: StoredCopy, flags: Flag, keywords: Sequence[str]) -> MessageState:
+        """The state :meth:`append` gave the new message (as ``changes`` would read it)."""
+        return MessageState(
+            stored.uid, int(flags), " ".join(dict.fromkeys(keywords)), stored.modseq
+        )
+
     def _notify(self, folder_id: int, modseq: int) -> None:
         for observer in self.observers:
             observer(folder_id, modseq)
@@ -653,13 +662,29 @@ def _chunks(values: Sequence[int], size: int) -> Iterator[Sequence[int]]:
         yield values[i : i + size]
 
 
+def _by_uids(
+    conn: Connection, query: Select[Any], params: dict[str, Any], uids: Sequence[int]
+) -> Iterator[Any]:
+    """Rows of ``query`` (a module constant, run with ``params``) among ``uids``.
+
+    One range of UIDs (the usual case: ``1:*``, one message, a span) runs a
+    statement built once; other sets build their conditions."""
+    spans = ranges_of(uids)
+    if len(spans) == 1:
+        key = id(query)
+        statement = _SPAN_QUERIES.get(key)
+        if statement is None:
+            statement = _SPAN_QUERIES[key] = query.where(_UID_SPAN)
+        lo, hi = spans[0]
+        yield from conn.execute(statement, {**params, "uid_lo": lo, "uid_hi": hi})
+        return
+    for where in _uid_conditions(uids):
+        yield from conn.execute(query.where(where), params)
+
+
 def _remove(conn: Connection, folder_id: int, uids: Sequence[int], modseq: int) -> None:
     for chunk in _chunks(list(uids), CHUNK):
-        conn.execute(
-            delete(_MESSAGES).where(
-                and_(_MESSAGES.c.folder_id == folder_id, _MESSAGES.c.uid.in_(chunk))
-            )
-        )
+        conn.execute(_DELETE_UIDS, {"folder_id": folder_id, "uids": list(chunk)})
     conn.execute(
         _EXPUNGED.insert(),
         [{"folder_id": folder_id, "uid": uid, "modseq": modseq} for uid in uids],
@@ -693,15 +718,78 @@ def _folder(row: Any) -> FolderInfo:
     )
 
 
-async def _folder_by_name(conn: AsyncConnection, mailbox_id: int, name: str) -> FolderInfo | None:
-    row = (
-        await conn.execute(
-            _folder_select().where(_FOLDERS.c.mailbox_id == mailbox_id, _FOLDERS.c.name == name)
-        )
-    ).first()
+# Read statements built once (bound parameters): building a statement costs more
+# Python than running it on SQLite, and the compiled form is cached by its shape.
+_FOLDER_BY_ID = _folder_select().where(_FOLDERS.c.id == bindparam("folder_id"))
+_FOLDER_BY_NAME = _folder_select().where(
+    _FOLDERS.c.mailbox_id == bindparam("mailbox_id"), _FOLDERS.c.name == bindparam("name")
+)
+_FOLDERS_OF = (
+    _folder_select()
+    .where(_FOLDERS.c.mailbox_id == bindparam("mailbox_id"))
+    .order_by(_FOLDERS.c.name)
+)
+_STATE_COLUMNS = (_MESSAGES.c.uid, _MESSAGES.c.flags, _MESSAGES.c.keywords, _MESSAGES.c.modseq)
+_SNAPSHOT = (
+    select(*_STATE_COLUMNS)
+    .where(_MESSAGES.c.folder_id == bindparam("folder_id"))
+    .order_by(_MESSAGES.c.uid)
+)
+_CHANGED = (
+    select(*_STATE_COLUMNS)
+    .where(_MESSAGES.c.folder_id == bindparam("folder_id"), _MESSAGES.c.modseq > bindparam("since"))
+    .order_by(_MESSAGES.c.uid)
+)
+_EXPUNGED_SINCE = (
+    select(_EXPUNGED.c.uid)
+    .where(_EXPUNGED.c.folder_id == bindparam("folder_id"), _EXPUNGED.c.modseq > bindparam("since"))
+    .order_by(_EXPUNGED.c.uid)
+)
+_ROWS = select(
+    *_STATE_COLUMNS,
+    _MESSAGES.c.internaldate,
+    _MESSAGES.c.size,
+    _MESSAGES.c.blob_id,
+    _MESSAGES.c.envelope,
+    _MESSAGES.c.bodystructure,
+    _MESSAGES.c.header_size,
+).where(_MESSAGES.c.folder_id == bindparam("folder_id"))
+_STATES = select(*_STATE_COLUMNS).where(_MESSAGES.c.folder_id == bindparam("folder_id"))
+_DELETED = select(_MESSAGES.c.uid).where(
+    _MESSAGES.c.folder_id == bindparam("folder_id"),
+    _MESSAGES.c.flags.op("&")(int(Flag.DELETED)) != 0,
+)
+_UID_SPAN = _MESSAGES.c.uid.between(bindparam("uid_lo"), bindparam("uid_hi"))
+#: ``query.where(_UID_SPAN)`` of the module's queries, by ``id(query)``.
+_SPAN_QUERIES: dict[int, Select[Any]] = {}
+_SET_FLAGS = (
+    update(_MESSAGES)
+    .where(
+        _MESSAGES.c.folder_id == bindparam("b_folder"),
+        _MESSAGES.c.uid == bindparam("b_uid"),
+    )
+    .values(
+        flags=bindparam("b_flags"),
+        keywords=bindparam("b_keywords"),
+        modseq=bindparam("b_modseq"),
+    )
+)
+_DELETE_UIDS = delete(_MESSAGES).where(
+    _MESSAGES.c.folder_id == bindparam("folder_id"),
+    _MESSAGES.c.uid.in_(bindparam("uids", expanding=True)),
+)
+_STATUS = select(
+    func.count(),
+    func.sum(case((_MESSAGES.c.flags.op("&")(int(Flag.SEEN)) == 0, 1), else_=0)),
+    func.sum(_MESSAGES.c.size),
+).where(_MESSAGES.c.folder_id == bindparam("folder_id"))
+
+
+def _folder_by_name(conn: Connection, mailbox_id: int, name: str) -> FolderInfo | None:
+    row = conn.execute(_FOLDER_BY_NAME, {"mailbox_id": mailbox_id, "name": name}).first()
     return _folder(row) if row is not None else None
 
 
-async def _folder_by_id(conn: AsyncConnection, folder_id: int) -> FolderInfo | None:
-    row = (await conn.execute(_folder_select().where(_FOLDERS.c.id == folder_id))).first()
+def _folder_by_id(conn: Connection, folder_id: int) -> FolderInfo | None:
+    row = conn.execute(_FOLDER_BY_ID, {"folder_id": folder_id}).first()
     return _folder(row) if row is not None else None

@@ -24,12 +24,24 @@ Writes go through the group committer as Core statements, like deliveries.
 from __future__ import annotations
 
 import builtins
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from sqlalchemy import ColumnElement, Connection, Select, and_, delete, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Select,
+    Update,
+    and_,
+    bindparam,
+    delete,
+    or_,
+    select,
+    update,
+)
 
 from mssgw.errors import Conflict, NotFound
 from mssgw.store.models import QueueEntry, QueueEvent, QueueState, table
@@ -140,49 +152,87 @@ class Queue:
         RET whose recipient is at the same domain; at most ``limit`` rows
         (RFC 5321 §4.5.3.1.8: 100 recipients per transaction is safe).
         """
+        found = await self.claim_groups(worker, lease=lease, at=at, ids=ids, limit=limit)
+        return found[0] if found else []
+
+    async def claim_groups(
+        self,
+        worker: str,
+        *,
+        lease: timedelta,
+        at: datetime | None = None,
+        ids: Sequence[int] | None = None,
+        limit: int = 100,
+        groups: int = 1,
+    ) -> builtins.list[builtins.list[QueueEntry]]:
+        """Lease up to ``groups`` groups (see ``claim_group``) in one write transaction.
+
+        The groups are the ones ``claim_group`` called that many times would
+        give, oldest due first.  Fewer than ``groups`` means that no other
+        row was due (or free) at ``at``.  Runs through the group committer,
+        so claims share the commit of deliveries and records in flight.
+        """
         stamp = at or now()
-        due = (
-            select(QueueEntry)
-            .where(QueueEntry.state == QueueState.QUEUED.value, QueueEntry.next_attempt_at <= stamp)
-            .where(or_(QueueEntry.locked_until.is_(None), QueueEntry.locked_until < stamp))
+        heads_sql, keys_sql, rows_sql = _claim_statements(
+            self.store.dialect == "postgresql", ids is not None
         )
+        due: dict[str, Any] = {"queued": QueueState.QUEUED.value, "stamp": stamp}
         if ids is not None:
-            due = due.where(QueueEntry.id.in_(list(ids)))
-        skip = self.store.dialect == "postgresql"
+            due["only"] = list(ids)
 
-        def locking(query: Select[tuple[QueueEntry]]) -> Select[tuple[QueueEntry]]:
-            return query.with_for_update(skip_locked=True) if skip else query
-
-        async with self.store.write() as s:
-            query = due.order_by(QueueEntry.next_attempt_at, QueueEntry.id).limit(1)
-            first = (
-                await s.scalars(query.with_for_update(skip_locked=True) if skip else query)
-            ).first()
-            if first is None:
-                return []
-            domain = first.recipient.rpartition("@")[2].lower()
-            query = (
-                due.where(
-                    QueueEntry.id != first.id,
-                    QueueEntry.blob_id == first.blob_id,
-                    QueueEntry.sender == first.sender,
-                    QueueEntry.recipient.ilike(f"%@{domain}"),
+        def work(conn: Connection) -> builtins.list[builtins.list[QueueEntry]]:
+            out: builtins.list[builtins.list[QueueEntry]] = []
+            taken: set[int] = set()
+            while len(out) < groups:
+                wanted = groups - len(out)
+                # the next heads, oldest due first (full rows) ...
+                free = {**due, "taken": sorted(taken)}
+                heads = [
+                    QueueEntry(**r._mapping) for r in conn.execute(heads_sql, {**free, "n": wanted})
+                ]
+                if not heads:
+                    break
+                # ... then the grouping keys of every due row of their messages
+                by_group: dict[tuple[object, ...], builtins.list[int]] = {}
+                blobs = sorted({h.blob_id for h in heads})
+                for r in conn.execute(keys_sql, {**free, "blobs": blobs, "m": wanted * limit}):
+                    key = _group_key(r.blob_id, r.sender, r.envid, r.ret, r.recipient)
+                    by_group.setdefault(key, []).append(r.id)
+                grouped: builtins.list[tuple[QueueEntry, builtins.list[int]]] = []
+                for head in heads:
+                    if head.id in taken:
+                        continue  # already a sibling of an earlier head
+                    key = _group_key(
+                        head.blob_id, head.sender, head.envid, head.ret, head.recipient
+                    )
+                    siblings = [
+                        i for i in by_group.get(key, ()) if i != head.id and i not in taken
+                    ][: limit - 1]
+                    taken.add(head.id)
+                    taken.update(siblings)
+                    grouped.append((head, siblings))
+                    if len(out) + len(grouped) == groups:
+                        break
+                wanted_rows = sorted(i for _, sib in grouped for i in sib)
+                found = (
+                    {
+                        r.id: QueueEntry(**r._mapping)
+                        for r in conn.execute(rows_sql, {"ids": wanted_rows})
+                    }
+                    if wanted_rows
+                    else {}
                 )
-                .order_by(QueueEntry.id)
-                .limit(limit - 1)
-            )
-            siblings = (
-                await s.scalars(query.with_for_update(skip_locked=True) if skip else query)
-            ).all()
-            rows = [first] + [
-                r for r in siblings
-                if (r.envid, r.ret) == (first.envid, first.ret)
-                and r.recipient.rpartition("@")[2].lower() == domain
-            ]  # fmt: skip
-            for row in rows:
-                row.locked_by = worker
-                row.locked_until = stamp + lease
-            return rows
+                out += [[head] + [found[i] for i in sib] for head, sib in grouped]
+            if taken:
+                until = stamp + lease
+                conn.execute(_LEASE, {"ids": sorted(taken), "worker": worker, "until": until})
+                for group in out:
+                    for row in group:
+                        row.locked_by = worker
+                        row.locked_until = until
+            return out
+
+        return await self.store.committer.run(work)
 
     async def record(
         self,
@@ -202,40 +252,36 @@ class Queue:
 
         def work(conn: Connection) -> set[int]:
             done: set[int] = set()
+            events: builtins.list[dict[str, Any]] = []
             for entry_id, outcome in outcomes:
-                values: dict[str, object] = {
-                    "attempts": _QUEUE.c.attempts + 1,
-                    "last_attempt_at": stamp,
-                    "last_status": outcome.status,
-                    "last_error": outcome.error,
+                params: dict[str, Any] = {
+                    "entry_id": entry_id,
+                    "worker": worker,
+                    "stamp": stamp,
+                    "status": outcome.status,
+                    "error": outcome.error,
                     "remote_mta": outcome.remote_mta,
-                    "last_reply": outcome.reply,
-                    "locked_by": None,
-                    "locked_until": None,
-                    "updated_at": stamp,
+                    "reply": outcome.reply,
                 }
                 if outcome.kind == "deferred":
                     if outcome.next_attempt_at is None:
                         raise ValueError("a deferral needs next_attempt_at")
-                    values["next_attempt_at"] = outcome.next_attempt_at
-                    if outcome.delay_notified:
-                        values["delay_notified"] = True
+                    params["next"] = outcome.next_attempt_at
+                    statement = _DEFER_NOTIFIED if outcome.delay_notified else _DEFER
                 else:
-                    values["state"] = outcome.kind
-                result = conn.execute(
-                    update(_QUEUE)
-                    .where(_QUEUE.c.id == entry_id, _QUEUE.c.locked_by == worker)
-                    .values(**values)
-                    .returning(_QUEUE.c.recipient)
-                )
-                recipient = result.scalar_one_or_none()
+                    params["state"] = outcome.kind
+                    statement = _FINISH
+                recipient = conn.execute(statement, params).scalar_one_or_none()
                 if recipient is None:
                     continue
                 done.add(entry_id)
-                _event(
-                    conn, entry_id, stamp, outcome.kind, recipient, worker, outcome.status,
-                    outcome.reply or outcome.error,
-                )  # fmt: skip
+                events.append({
+                    "queue_id": entry_id, "at": stamp, "event": outcome.kind,
+                    "recipient": recipient, "actor": worker, "status": outcome.status,
+                    "detail": outcome.reply or outcome.error,
+                })  # fmt: skip
+            if events:
+                conn.execute(_EVENTS.insert(), events)
             return done
 
         return await self.store.committer.run(work)
@@ -380,6 +426,80 @@ class Queue:
                 f"queue entry {entry_id} is {row.state}: '{event}' needs a {wanted} entry{hint}"
             )
         return await self.get(entry_id)
+
+
+def _group_key(
+    blob_id: str, sender: str, envid: str | None, ret: str | None, recipient: str
+) -> tuple[object, ...]:
+    """Rows with the same key go in one transaction (same message, envelope, domain)."""
+    return (blob_id, sender, envid, ret, recipient.rpartition("@")[2].lower())
+
+
+# Statements of the relay's hot path, built once (building and hashing a Core
+# statement costs more than running it on SQLite).
+
+
+@functools.cache
+def _claim_statements(
+    skip_locked: bool, only: bool
+) -> tuple[Select[Any], Select[Any], Select[Any]]:
+    """Heads (full rows), grouping keys of a message's due rows, and rows by id."""
+    q = _QUEUE.c
+    due = (
+        select(_QUEUE)
+        .where(q.state == bindparam("queued"), q.next_attempt_at <= bindparam("stamp"))
+        .where(or_(q.locked_until.is_(None), q.locked_until < bindparam("stamp")))
+        .where(q.id.not_in(bindparam("taken", expanding=True)))
+    )
+    if only:
+        due = due.where(q.id.in_(bindparam("only", expanding=True)))
+    heads = due.order_by(q.next_attempt_at, q.id).limit(bindparam("n"))
+    keys = (
+        due.with_only_columns(q.id, q.blob_id, q.sender, q.envid, q.ret, q.recipient)
+        .where(q.blob_id.in_(bindparam("blobs", expanding=True)))
+        .order_by(q.id)
+        .limit(bindparam("m"))
+    )
+    if skip_locked:  # PostgreSQL: two nodes never take the same row
+        heads = heads.with_for_update(skip_locked=True)
+        keys = keys.with_for_update(skip_locked=True)
+    rows = select(_QUEUE).where(q.id.in_(bindparam("ids", expanding=True))).order_by(q.id)
+    return heads, keys, rows
+
+
+_LEASE = (
+    update(_QUEUE)
+    .where(_QUEUE.c.id.in_(bindparam("ids", expanding=True)))
+    .values(locked_by=bindparam("worker"), locked_until=bindparam("until"))
+)
+
+
+def _record_statement(**extra: Any) -> Update:
+    q = _QUEUE.c
+    return (
+        update(_QUEUE)
+        .where(q.id == bindparam("entry_id"), q.locked_by == bindparam("worker"))
+        .values(
+            attempts=q.attempts + 1,
+            last_attempt_at=bindparam("stamp"),
+            last_status=bindparam("status"),
+            last_error=bindparam("error"),
+            remote_mta=bindparam("remote_mta"),
+            last_reply=bindparam("reply"),
+            locked_by=None,
+            locked_until=None,
+            updated_at=bindparam("stamp"),
+            **extra,
+        )
+        .returning(q.recipient)
+    )
+
+
+#: Delivered or failed: the state changes even on a held row.
+_FINISH = _record_statement(state=bindparam("state"))
+#: Deferred: a held row stays held.
+_DEFER = _record_statement(next_attempt_at=bindparam("next"))
+_DEFER_NOTIFIED = _record_statement(next_attempt_at=bindparam("next"), delay_notified=True)
 
 
 def _row(conn: Connection, entry_id: int) -> QueueEntry | None:

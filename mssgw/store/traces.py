@@ -1,19 +1,24 @@
 """Traces (SPEC TRACE-1): who did what, when, with which result.  Never content.
 
 Writes go through the group committer, so a burst of SMTP transactions costs
-one commit, not one per trace.  Retention is enforced by ``purge``.
+one commit, not one per trace, and the records of a batch are inserted with
+one ``executemany`` (``committer.deferred``).  A delivery may carry its trace
+record (``Messages.deliver(trace=...)``): then both commit together.
+Retention is enforced by ``purge``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from sqlalchemy import Connection, delete, select
 
-from mssgw.store.models import Trace, table
+from mssgw.store.committer import deferred
+from mssgw.store.delivery import hot_sql
+from mssgw.store.models import Trace
 from mssgw.store.timeutil import now
 
 if TYPE_CHECKING:
@@ -46,9 +51,9 @@ class Traces:
         stamp = at or now()
 
         def work(conn: Connection) -> None:
-            conn.execute(table(Trace).insert().values(at=stamp, **asdict(record)))
+            defer_trace(conn, record, stamp)
 
-        await self.store.committer.run(work)
+        await self.store.committer.run(work, defers=True)
 
     async def recent(
         self, limit: int = 100, *, category: Category | None = None
@@ -68,3 +73,24 @@ class Traces:
                 delete(Trace).where(Trace.category == category, Trace.at < cutoff)
             )
             return int(getattr(result, "rowcount", 0) or 0)
+
+
+_INSERT = (
+    "INSERT INTO traces (at, category, action, result, actor, peer_ip, tls, sender,"
+    " recipients, message_id, size, code, reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def defer_trace(conn: Connection, record: TraceRecord, at: datetime) -> None:
+    """Insert ``record`` with the rest of the committer's batch (in a ``defers`` unit)."""
+    hot = hot_sql(conn.dialect)
+    deferred(conn, _flush).append((
+        hot.utc(at), record.category, record.action, record.result, record.actor,
+        record.peer_ip, record.tls, record.sender, record.recipients, record.message_id,
+        record.size, record.code, record.reason,
+    ))
+
+
+def _flush(conn: Connection, rows: list[Any]) -> None:
+    hot = hot_sql(conn.dialect)
+    hot.executemany(conn, hot.sql(_INSERT), rows)

@@ -64,3 +64,33 @@ def test_flag_parsing() -> None:
     assert int(bits) == 1 and kws == ["$Label1"]
     with pytest.raises(ValueError):
         parse_flags(["\\Bogus"])
+
+
+def test_own_append_is_applied_only_when_alone() -> None:
+    v = view()
+    # Someone else changed the folder in between (MODSEQ 11): read it back instead.
+    assert not v.apply_own_append(MessageState(10, 0, "", 12))
+    assert not v.pending and len(v) == 4
+    assert v.apply_own_append(MessageState(10, 8, "$Y", 11))
+    assert (v.known_modseq, v.uidnext, len(v)) == (11, 11, 5)
+    assert v.flush(allow_expunge=True, condstore=False) == [
+        b"* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Y)\r\n",
+        b"* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Y \\*)] "
+        b"Flags permitted\r\n",
+        b"* 5 EXISTS\r\n",
+        b"* 0 RECENT\r\n",
+    ]
+
+
+def test_own_expunge_is_applied_only_when_alone() -> None:
+    v = view()
+    assert not v.apply_own_expunge([5], None)
+    assert not v.apply_own_expunge([5], 12)
+    assert not v.pending
+    assert v.apply_own_expunge([5, 9], 11)
+    assert v.known_modseq == 11
+    assert v.flush(allow_expunge=True, condstore=False) == [
+        b"* 4 EXPUNGE\r\n",
+        b"* 2 EXPUNGE\r\n",
+    ]
+    assert list(v.uids) == [3, 7]

@@ -62,6 +62,11 @@ async def append(session: Session, cmd: c.Append) -> None:
             size=size,
         )
     )
+    view = session.view
+    if view is not None and view.folder.id == stored.folder_id:
+        # Alone in the folder meanwhile: the view learns the new message without
+        # reading it back (the same values the delivery stored).
+        view.apply_own_append(session.mail.appended(stored, bits, keywords))
     await session.catch_up(allow_expunge=True)
     session.ok(
         cmd.tag, "APPEND completed", writer.codes.appenduid(stored.uidvalidity, [stored.uid])

@@ -123,7 +123,18 @@ def _view_item(view: FolderView, msn: int, attr: FetchAttribute) -> tuple[bytes,
 async def _batch(session: Session, view: FolderView, msns: list[int], p: Plan) -> None:
     folder_id = view.folder.id
     uids = [view.uids[m - 1] for m in msns]
-    rows = await session.mail.rows(folder_id, uids) if p.rows or p.sets_seen else {}
+    rows: dict[int, MessageRow] = {}
+    prefetched: dict[int, bytes] | None = None
+    if p.rows or p.sets_seen:
+        # One hop to the store for the rows and, when they are small enough to
+        # be answered in one round, the message octets too.
+        def prefetch(found: dict[int, MessageRow]) -> dict[int, bytes] | None:
+            wanted = _wanted(uids, found, p)
+            if sum(_cost(found.get(u), p) for u in uids) >= _BATCH_OCTETS:
+                return None
+            return _read_blobs(session, wanted) if wanted else {}
+
+        rows, prefetched = await session.mail.rows_then(folder_id, uids, prefetch)
     seen_now: set[int] = set()
     if p.sets_seen:
         unseen = [u for u in uids if u in rows and not rows[u].flags & Flag.SEEN]
@@ -143,7 +154,7 @@ async def _batch(session: Session, view: FolderView, msns: list[int], p: Plan) -
             await _answer(session, view, pending, rows, p, seen_now)
             pending, octets = [], 0
     if pending:
-        await _answer(session, view, pending, rows, p, seen_now)
+        await _answer(session, view, pending, rows, p, seen_now, prefetched)
 
 
 def _cost(row: MessageRow | None, p: Plan) -> int:
@@ -161,20 +172,13 @@ async def _answer(
     rows: dict[int, MessageRow],
     p: Plan,
     seen_now: set[int],
+    prefetched: dict[int, bytes] | None = None,
 ) -> None:
-    wants_structure = any(
-        a.name in ("ENVELOPE", "BODYSTRUCTURE", "BODY") and a.section is None for a in p.attributes
-    )
-    wanted: dict[int, tuple[str, int | None]] = {}
-    for msn in msns:
-        row = rows.get(view.uids[msn - 1])
-        if row is None:
-            continue
-        uncached = wants_structure and (row.envelope is None or row.bodystructure is None)
-        if p.blob or uncached:
-            limit = row.header_size if p.header_only and not uncached and row.header_size else None
-            wanted[row.uid] = (row.blob_id, limit)
-    blobs = await asyncio.to_thread(_read_blobs, session, wanted) if wanted else {}
+    if prefetched is not None:
+        blobs = prefetched
+    else:
+        wanted = _wanted([view.uids[msn - 1] for msn in msns], rows, p)
+        blobs = await asyncio.to_thread(_read_blobs, session, wanted) if wanted else {}
     for msn in msns:
         uid = view.uids[msn - 1]
         row = rows.get(uid)
@@ -182,6 +186,25 @@ async def _answer(
         items = await _items(session, view, msn, row, raw, p, uid in seen_now)
         session.send(*writer.fetch_data(msn, items))
     await session.drain()
+
+
+def _wanted(
+    uids: list[int], rows: dict[int, MessageRow], p: Plan
+) -> dict[int, tuple[str, int | None]]:
+    """Message files to read for ``uids``: (blob, octets to read or None for all)."""
+    wants_structure = any(
+        a.name in ("ENVELOPE", "BODYSTRUCTURE", "BODY") and a.section is None for a in p.attributes
+    )
+    wanted: dict[int, tuple[str, int | None]] = {}
+    for uid in uids:
+        row = rows.get(uid)
+        if row is None:
+            continue
+        uncached = wants_structure and (row.envelope is None or row.bodystructure is None)
+        if p.blob or uncached:
+            limit = row.header_size if p.header_only and not uncached and row.header_size else None
+            wanted[row.uid] = (row.blob_id, limit)
+    return wanted
 
 
 def _read_blobs(session: Session, wanted: dict[int, tuple[str, int | None]]) -> dict[int, bytes]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from mssgw.imap.protocol import commands as c
 from mssgw.imap.protocol import writer
-from mssgw.imap.session import Session
+from mssgw.imap.session import Refusal, Session
 from mssgw.imap.view import FolderView
 
 
@@ -16,8 +16,10 @@ async def select(session: Session, cmd: c.Select | c.Examine) -> None:
     session.deselect()
     if had_folder:
         session.send(writer.ok(None, "previous folder closed", writer.codes.CLOSED))
-    folder = await session.folder(cmd.mailbox.name)
-    snapshot = await session.mail.snapshot(folder.id)
+    # One read for the folder and its messages.
+    snapshot = await session.mail.open_folder(session.mailbox_id, cmd.mailbox.name)
+    if snapshot is None:
+        raise Refusal(f"no folder {cmd.mailbox.name!r}", code=writer.codes.NONEXISTENT)
     view = FolderView(snapshot.folder, snapshot.messages, readonly=readonly)
     if cmd.condstore:
         session.condstore = True

@@ -89,10 +89,12 @@ move = copy
 async def expunge(session: Session, cmd: c.Expunge) -> None:
     view = session.writable()
     uids = _uids(view, cmd.uids, uid=True) if cmd.uids is not None else None
-    gone = await session.mail.expunge(view.folder.id, uids)
+    gone, modseq = await session.mail.expunge_modseq(view.folder.id, uids)
     if gone:
         _trace(session, "imap.expunge", len(gone))
-    await session.catch_up(allow_expunge=True, force=bool(gone))
+    # Alone in the folder meanwhile: the view knows what went without reading it back.
+    own = bool(gone) and view.apply_own_expunge(gone, modseq)
+    await session.catch_up(allow_expunge=True, force=bool(gone) and not own)
     session.ok(cmd.tag, "EXPUNGE completed")
 
 
