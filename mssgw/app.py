@@ -17,6 +17,7 @@ from dataclasses import fields
 from typing import TYPE_CHECKING
 
 from mssgw import __version__
+from mssgw.auth.service import AuthService
 from mssgw.config import ListenerSettings, Settings
 from mssgw.errors import MssgwError, StoreError
 from mssgw.runtime import TrustSpace
@@ -91,6 +92,8 @@ class App:
         self.servers: dict[str, asyncio.Server] = {}
         self.relay: RelayWorker | None = None
         self.directory = directory_lookup(settings, store)
+        #: Authentication for every client protocol: one rate-limit budget (AUTH-4).
+        self.auth = AuthService(store)
         #: Called by ``stop`` after the listeners closed (edges release their services).
         self.shutdown_hooks: list[Callable[[], Awaitable[None]]] = []
         # Every delivery caches ENVELOPE and BODYSTRUCTURE (SPEC STORE-3), IMAP or not.

@@ -67,6 +67,7 @@ class ImapService:
         limits: ImapLimits | None = None,
         trust: TrustSpace | None = None,
         hostname: str = "localhost",
+        auth: AuthService | None = None,
     ) -> None:
         self.store = store
         self.limits = limits or ImapLimits()
@@ -74,7 +75,8 @@ class ImapService:
         self.hostname = hostname
         self.mail = Mail(store)
         self.channel = LocalChannel()
-        self.auth = AuthService(store)
+        #: Shared with submission when given (one failure budget per account, AUTH-4).
+        self.auth = auth or AuthService(store)
         self.per_ip: Counter[str] = Counter()
         self.per_identity: Counter[str] = Counter()
         self.connections = 0
@@ -127,7 +129,11 @@ def for_app(app: App) -> ImapService:
             max_per_ip=lim.max_connections_per_ip,
         )
         service = ImapService(
-            app.store, limits=limits, trust=app.trust, hostname=app.settings.gateway.hostname
+            app.store,
+            limits=limits,
+            trust=app.trust,
+            hostname=app.settings.gateway.hostname,
+            auth=app.auth,
         )
         _SERVICES[app] = service
 

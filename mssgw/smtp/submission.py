@@ -58,12 +58,11 @@ import io
 import logging
 import re
 import ssl
-import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import getaddresses
-from typing import IO, TYPE_CHECKING, Any, cast
+from typing import IO, TYPE_CHECKING, cast
 
 from cryptography import x509
 
@@ -610,29 +609,41 @@ class SubmissionSession(EsmtpSession):
         await self._trace(stage, decision, txn, recipients, None, None)
 
     async def tls_failed(self, error: BaseException) -> None:
-        await self._add_trace(TraceRecord(
-            category="client", action=f"{self.env.name}.starttls", result="refused",
-            peer_ip=self.peer_ip, reason=f"TLS handshake failed: {describe_tls_error(error)}",
-        ))
+        await self._add_trace(
+            TraceRecord(
+                category="client",
+                action=f"{self.env.name}.starttls",
+                result="refused",
+                peer_ip=self.peer_ip,
+                reason=f"TLS handshake failed: {describe_tls_error(error)}",
+            )
+        )
 
     async def _trace(
-        self, stage: str, decision: Decision, txn: Transaction, recipients: Sequence[str],
-        message_id: str | None, size: int | None,
+        self,
+        stage: str,
+        decision: Decision,
+        txn: Transaction,
+        recipients: Sequence[str],
+        message_id: str | None,
+        size: int | None,
     ) -> None:
-        await self._add_trace(TraceRecord(
-            category="client",
-            action=f"{self.env.name}.{stage}",
-            result=_RESULT[decision.kind],
-            actor=self.identity.actor if self.identity is not None else None,
-            peer_ip=self.peer_ip,
-            tls=self.tls.describe() if self.tls is not None else None,
-            sender=txn.sender,
-            recipients=",".join(recipients) or None,
-            message_id=message_id,
-            size=size,
-            code=f"{decision.smtp_code} {decision.enhanced}",
-            reason=decision.reason,
-        ))
+        await self._add_trace(
+            TraceRecord(
+                category="client",
+                action=f"{self.env.name}.{stage}",
+                result=_RESULT[decision.kind],
+                actor=self.identity.actor if self.identity is not None else None,
+                peer_ip=self.peer_ip,
+                tls=self.tls.describe() if self.tls is not None else None,
+                sender=txn.sender,
+                recipients=",".join(recipients) or None,
+                message_id=message_id,
+                size=size,
+                code=f"{decision.smtp_code} {decision.enhanced}",
+                reason=decision.reason,
+            )
+        )
 
     async def _add_trace(self, record: TraceRecord) -> None:
         try:
@@ -699,15 +710,10 @@ def _brief(exc: BaseException) -> str:
 # --------------------------------------------------------------------------- listeners
 
 
-#: One AuthService per gateway for both submission ports (one failure budget, AUTH-4).
-_AUTH: weakref.WeakKeyDictionary[Any, AuthService] = weakref.WeakKeyDictionary()
-
-
 def _service(app: App, env: ListenerEnv) -> SubmissionService:
-    auth = _AUTH.get(app)
-    if auth is None:
-        auth = _AUTH[app] = AuthService(app.store)
-    return SubmissionService(app, env, auth)
+    # The gateway's one AuthService: IMAP and both submission ports share the
+    # failure budget of an account and of a client address (AUTH-4).
+    return SubmissionService(app, env, app.auth)
 
 
 async def submission_listener(app: App, lst: ListenerSettings) -> asyncio.Server:

@@ -461,3 +461,33 @@ async def test_local_delivery_and_success_notice(sub: tuple[RunningGateway, str]
     (trace,) = await traces(gw, "submission.data")
     assert (trace.result, trace.code, trace.size) == ("accepted", "250 2.0.0", len(original))
     assert trace.actor == f"professional:{USER_ID} via password as {USER}"
+
+
+async def test_imap_failures_count_towards_the_submission_budget(
+    tmp_path: Path, trust_space: dict[str, Any]
+) -> None:
+    """AUTH-4 holds across protocols: one AuthService per gateway."""
+    import imaplib
+
+    async with running_gateway(tmp_path, trust_space, listeners=("submission", "imaps")) as gw:
+        await gw.store.mailboxes.add(NewMailbox(USER, MailboxType.PER, USER_ID))
+        password = (await gw.store.credentials.issue(USER)).password
+        tls = ssl.create_default_context(cafile=gw.manifest["root"])
+        tls.check_hostname = False
+
+        def fail_over_imap() -> int:
+            failures = 0
+            for _ in range(10):
+                conn = imaplib.IMAP4_SSL("127.0.0.1", gw.ports["imaps"], ssl_context=tls)
+                try:
+                    conn.login(USER, "wrong-password")
+                except imaplib.IMAP4.error:
+                    failures += 1
+                finally:
+                    conn.shutdown()
+            return failures
+
+        assert await asyncio.to_thread(fail_over_imap) == 10
+        c = await starttls_client(gw, client_context(None, gw.manifest["anchors"]))
+        assert code(await c.cmd(f"AUTH PLAIN {plain(USER, password)}")) == (454, "4.7.0")
+        await c.close()
