@@ -1,11 +1,14 @@
 """Delivering messages into folders, and the few message operations the store owns.
 
-A delivery writes the blob first (fsynced, once for every recipient), then
-in one transaction records the blob row, allocates a UID and MODSEQ in each
-target folder, inserts one message row per folder and one queue row per
-remote recipient.  Either all of that commits or none of it is visible; the
-call returns only after the commit, so the caller may then answer ``250`` or
-``OK`` (SPEC STORE-2).
+A delivery writes the blob first (file and folder entry fsynced, once for
+every recipient), then in one transaction records the blob row, allocates a
+UID and MODSEQ in each target folder, inserts one message row per folder and
+one queue row per remote recipient.  Either all of that commits or none of it
+is visible; the call returns only after the commit, so the caller may then
+answer ``250`` or ``OK`` (SPEC STORE-2).  (On SQLite a small message's unit is
+queued while its blob is being written, and waits for it in the committer's
+thread before touching the database: the blob's fsyncs overlap the wait for
+the batch.)
 
 The hot path (one delivery into one folder) is three statements, run through
 the DBAPI cursor with SQL written once per dialect (building and compiling
