@@ -1,0 +1,111 @@
+"""The group committer: batches, deferred inserts, failures isolated (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from sqlalchemy import Connection, func, select, text
+
+from mssgw.errors import StoreError
+from mssgw.store import Store
+from mssgw.store.committer import deferred
+from mssgw.store.delivery import LocalTarget
+from mssgw.store.models import Message, Trace, table
+from mssgw.store.timeutil import now
+from mssgw.store.traces import TraceRecord
+from tests.store.helpers import message, with_mailboxes
+
+
+def _insert_domains(conn: Connection, rows: list[Any]) -> None:
+    conn.execute(text("INSERT INTO domains (name, created_at) VALUES (:name, :at)"), rows)
+
+
+async def test_plain_unit_sees_rows_deferred_earlier_in_its_batch(store: Store) -> None:
+    stamp = now().replace(tzinfo=None) if store.dialect == "sqlite" else now()
+
+    def defer(name: str) -> Any:
+        def work(conn: Connection) -> None:
+            deferred(conn, _insert_domains).append({"name": name, "at": stamp})
+
+        return work
+
+    def count(conn: Connection) -> int:
+        return int(conn.execute(text("SELECT count(*) FROM domains")).scalar_one())
+
+    results = await asyncio.gather(
+        store.committer.run(defer("a.mssante.test"), defers=True),
+        store.committer.run(defer("b.mssante.test"), defers=True),
+        store.committer.run(count),
+        store.committer.run(defer("c.mssante.test"), defers=True),
+    )
+    assert results[2] >= 2  # the reader placed after two deferred units saw them
+    assert await store.mailboxes.hosted_domains() == {
+        "a.mssante.test",
+        "b.mssante.test",
+        "c.mssante.test",
+    }
+
+
+async def test_a_failing_flush_fails_only_its_own_unit(store: Store) -> None:
+    stamp = now().replace(tzinfo=None) if store.dialect == "sqlite" else now()
+    await store.mailboxes.add_domain("dup.mssante.test")
+
+    def defer(name: str) -> Any:
+        def work(conn: Connection) -> str:
+            deferred(conn, _insert_domains).append({"name": name, "at": stamp})
+            return name
+
+        return work
+
+    results = await asyncio.gather(
+        store.committer.run(defer("ok1.mssante.test"), defers=True),
+        store.committer.run(defer("dup.mssante.test"), defers=True),  # unique violation
+        store.committer.run(defer("ok2.mssante.test"), defers=True),
+        return_exceptions=True,
+    )
+    assert results[0] == "ok1.mssante.test" and results[2] == "ok2.mssante.test"
+    assert isinstance(results[1], Exception)
+    assert await store.mailboxes.hosted_domains() == {
+        "dup.mssante.test",
+        "ok1.mssante.test",
+        "ok2.mssante.test",
+    }
+
+
+async def test_delivery_writes_dsn_columns_and_trace_in_one_transaction(store: Store) -> None:
+    (alice,) = await with_mailboxes(store, "alice")
+    trace = TraceRecord(
+        category="transport",
+        action="mta.data",
+        result="accepted",
+        code="250 2.0.0",
+        recipients=alice,
+    )
+    target = LocalTarget(
+        alice, notify="SUCCESS,FAILURE", orcpt="rfc822;Alice@op1.mssante.test", keep_envelope=True
+    )
+    await store.messages.deliver(message(1), [target], trace=trace)
+    async with store.read() as s:
+        row = (await s.scalars(select(Message))).one()
+        traces = (await s.execute(select(func.count()).select_from(table_of_traces()))).scalar_one()
+    assert (row.dsn_notify, row.dsn_orcpt) == ("SUCCESS,FAILURE", "rfc822;Alice@op1.mssante.test")
+    assert traces == 1
+
+
+async def test_failed_delivery_writes_no_trace(store: Store) -> None:
+    await with_mailboxes(store, "alice")
+    trace = TraceRecord(category="transport", action="mta.data", result="accepted")
+    with pytest.raises(StoreError):
+        await store.messages.deliver(
+            message(1), [LocalTarget("ghost@op1.mssante.test")], trace=trace
+        )
+    async with store.read() as s:
+        assert (
+            await s.execute(select(func.count()).select_from(table_of_traces()))
+        ).scalar_one() == 0
+
+
+def table_of_traces() -> Any:
+    return table(Trace)
