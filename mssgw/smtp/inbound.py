@@ -43,7 +43,9 @@ from mssgw.policy.inbound import (
 )
 from mssgw.policy.size import too_big
 from mssgw.smtp.data import DataProblem
+from mssgw.smtp.dsn import wants_notice
 from mssgw.smtp.dsn_params import MailArgument, RcptArgument
+from mssgw.smtp.notices import Delivered, header_block, send_delivered
 from mssgw.smtp.received import received, return_path
 from mssgw.smtp.session import (
     DATA_PROBLEMS,
@@ -218,13 +220,42 @@ class InboundSession(EsmtpSession):
                     envelope=Envelope(txn.sender or "", txn.mail.envid, txn.mail.ret),
                     trace=trace,
                 )
-                return decision
             except Exception as exc:  # StoreError, or anything from the DB driver / disk
                 log.error("%s: delivery of %s failed: %s", self.peer_ip, txn.id, _brief(exc))
                 decision = store_unavailable()
+            else:
+                if keep and txn.sender:
+                    await self._delivered_notices(outcome)
+                return decision
         size = outcome.size if outcome.problem is None else outcome.received
         await self._trace("data", decision, txn, txn.addresses, outcome.facts.message_id, size)
         return decision
+
+    async def _delivered_notices(self, outcome: DataOutcome) -> None:
+        """RFC 3461 §6.2.1: we made the final delivery; NOTIFY=SUCCESS asks for a report.
+
+        The sender is at another operator: the report is queued back to it
+        through the relay (empty envelope sender, never reported on itself).
+        """
+        txn = outcome.transaction
+        delivered = [
+            Delivered(self._local_address(r.address), r.params.notify, r.params.orcpt)
+            for r in txn.recipients
+        ]
+        if not any(wants_notice(d.notify, "delivered", sender=txn.sender or "") for d in delivered):
+            return
+        relay = self.app.relay
+        await send_delivered(
+            self.app.store,
+            reporting_mta=self.hostname,
+            sender=txn.sender or "",
+            recipients=delivered,
+            envid=txn.mail.envid,
+            ret=txn.mail.ret,
+            head=await header_block(outcome.spool.source()),  # type: ignore[arg-type]
+            message_id=outcome.facts.message_id,
+            wake=relay.wake if relay is not None else None,
+        )
 
     # ------------------------------------------------------------------ traces
 
@@ -237,20 +268,36 @@ class InboundSession(EsmtpSession):
 
     async def tls_failed(self, error: BaseException) -> None:
         reason = f"TLS handshake failed: {describe_tls_error(error)}"
-        await self._add_trace(TraceRecord(
-            category="transport", action=f"{self.env.name}.starttls", result="refused",
-            actor=None, peer_ip=self.peer_ip, reason=reason,
-        ))
+        await self._add_trace(
+            TraceRecord(
+                category="transport",
+                action=f"{self.env.name}.starttls",
+                result="refused",
+                actor=None,
+                peer_ip=self.peer_ip,
+                reason=reason,
+            )
+        )
 
     async def _trace(
-        self, stage: str, decision: Decision, txn: Transaction, recipients: list[str],
-        message_id: str | None, size: int | None,
+        self,
+        stage: str,
+        decision: Decision,
+        txn: Transaction,
+        recipients: list[str],
+        message_id: str | None,
+        size: int | None,
     ) -> None:
         await self._add_trace(self._record(stage, decision, txn, recipients, message_id, size))
 
     def _record(
-        self, stage: str, decision: Decision, txn: Transaction, recipients: list[str],
-        message_id: str | None, size: int | None,
+        self,
+        stage: str,
+        decision: Decision,
+        txn: Transaction,
+        recipients: list[str],
+        message_id: str | None,
+        size: int | None,
     ) -> TraceRecord:
         return TraceRecord(
             category="transport",
@@ -279,7 +326,8 @@ _RESULT = {"accept": "accepted", "tempfail": "deferred", "reject": "refused"}
 
 def _has_dsn(txn: Transaction) -> bool:
     return bool(
-        txn.mail.envid or txn.mail.ret
+        txn.mail.envid
+        or txn.mail.ret
         or any(r.params.notify or r.params.orcpt for r in txn.recipients)
     )
 

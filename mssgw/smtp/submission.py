@@ -54,7 +54,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import io
 import logging
 import re
 import ssl
@@ -62,7 +61,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import getaddresses
-from typing import IO, TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, cast
 
 from cryptography import x509
 
@@ -93,9 +92,9 @@ from mssgw.policy.submission import (
     size_limit,
 )
 from mssgw.smtp.data import DataProblem
-from mssgw.smtp.dsn import DsnReport, RecipientReport, build_dsn, wants_notice
 from mssgw.smtp.dsn_params import MailArgument, RcptArgument, split_path
 from mssgw.smtp.inbound import InboundService
+from mssgw.smtp.notices import Delivered, header_block, send_delivered
 from mssgw.smtp.received import TlsInfo, received
 from mssgw.smtp.session import (
     DATA_PROBLEMS,
@@ -123,7 +122,6 @@ log = logging.getLogger(__name__)
 #: RFC 4954 §4: an authentication exchange line may be 12288 octets long.
 AUTH_LINE_MAX = 12288
 #: Largest header block read back from the spool for the header From check.
-HEADER_MAX = 256 * 1024
 
 
 # --------------------------------------------------------------------------- replies
@@ -521,7 +519,7 @@ class SubmissionSession(EsmtpSession):
         elif outcome.size > limit:
             decision = too_big(limit)  # FLOW-6: 25 MB with a patient recipient
         else:
-            head = await _header_block(outcome.spool.source())
+            head = await header_block(outcome.spool.source())
             decision = check_header_from(header_from(head), self.usable)
             if decision.ok:
                 decision = await self._deliver(outcome, plan, head)
@@ -559,45 +557,23 @@ class SubmissionSession(EsmtpSession):
     async def _delivered_notices(
         self, txn: Transaction, plan: _Plan, head: bytes, message_id: str | None
     ) -> None:
-        """RFC 3461 §6.2.1: NOTIFY=SUCCESS on a local recipient → a "delivered" DSN.
-
-        The sender is one of our mailboxes (FLOW-2), so the report goes to
-        its INBOX.  The message is already durable: a failure here is logged
-        and the message still accepted.
-        """
-        sender = txn.sender or ""
+        """RFC 3461 §6.2.1: NOTIFY=SUCCESS on a local recipient → a "delivered" DSN."""
         routes = plan.routes
-        reports = [
-            RecipientReport(
-                final_recipient=self._address(r.address).lower(),
-                action="delivered",
-                status="2.0.0",
-                reason="delivered to the mailbox",
-                original_recipient=r.params.orcpt,
-                last_attempt=datetime.now(UTC),
-            )
+        delivered = [
+            Delivered(self._address(r.address), r.params.notify, r.params.orcpt)
             for r in txn.recipients
             if routes.get(self._address(r.address).lower()) == "local"
-            and wants_notice(r.params.notify, "delivered", sender=sender)
         ]
-        if not reports:
-            return
-        now = datetime.now(UTC)
-        report = DsnReport(
+        await send_delivered(
+            self.app.store,
             reporting_mta=self.app.settings.gateway.hostname,
-            sender=sender,
-            recipients=reports,
-            date=now,
+            sender=txn.sender or "",
+            recipients=delivered,
             envid=txn.mail.envid,
             ret=txn.mail.ret,
-            arrival_date=now,
+            head=head,
             message_id=message_id,
         )
-        try:
-            data = build_dsn(report, head)
-            await self.app.store.messages.deliver(data, [LocalTarget(sender.lower())])
-        except Exception as exc:
-            log.error("%s: delivered DSN of %s not stored: %s", self.peer_ip, txn.id, _brief(exc))
 
     # ------------------------------------------------------------------ traces
 
@@ -660,24 +636,6 @@ def _b64decode(text: str) -> bytes | None:
         return base64.b64decode(text.strip(), validate=True)
     except (binascii.Error, ValueError):
         return None
-
-
-async def _header_block(source: bytes | IO[bytes]) -> bytes:
-    """The message's header block (bounded), read back from the spool."""
-    if isinstance(source, bytes):
-        return _read_head(io.BytesIO(source))
-    head = await asyncio.to_thread(_read_head, source)
-    source.seek(0)
-    return head
-
-
-def _read_head(f: IO[bytes]) -> bytes:
-    head = bytearray()
-    while line := f.readline(65536):
-        head += line
-        if line == b"\r\n" or len(head) > HEADER_MAX:
-            break
-    return bytes(head)
 
 
 def header_from(head: bytes) -> list[str]:

@@ -62,8 +62,13 @@ async def operator_a(
 ) -> AsyncIterator[tuple[RunningGateway, str]]:
     """A with submission (587) and a route to B's port 25; its user and a password."""
     async with running_gateway(
-        tmp / "a", manifest, operator=0, url=url, listeners=("submission",),
-        routes=route(b_port), extra=RELAY + extra,
+        tmp / "a",
+        manifest,
+        operator=0,
+        url=url,
+        listeners=("submission",),
+        routes=route(b_port),
+        extra=RELAY + extra,
     ) as a:
         await a.store.mailboxes.add(NewMailbox(A_USER, MailboxType.PER, "810000000101"))
         yield a, (await a.store.credentials.issue(A_USER)).password
@@ -209,9 +214,7 @@ async def test_peer_down_retries_delay_notice_then_delivered(
         async with operator_b(tmp_path, trust_space, port=port) as (b, _):
             (stored,) = await eventually(lambda: inbox(b, B_USER))
             assert stored.endswith(data)
-            delivered = await eventually(
-                lambda: a.store.queue.list(states=[QueueState.DELIVERED])
-            )
+            delivered = await eventually(lambda: a.store.queue.list(states=[QueueState.DELIVERED]))
             assert delivered[0].attempts >= 3
         # no second notice: the delay notice is sent once, success needs NOTIFY=SUCCESS
         assert len(await inbox(a, A_USER)) == 1
@@ -249,7 +252,10 @@ async def test_dsn_notify_success_failure_round_trip(
         operator_a(tmp_path, trust_space, b.ports["mta"]) as (a, password),
     ):
         data, reply = await submit(
-            a, password, [B_USER, NOBODY], subject="dsn",
+            a,
+            password,
+            [B_USER, NOBODY],
+            subject="dsn",
             mail_params=" RET=HDRS ENVID=dossier+2D42",
             rcpt_params=" NOTIFY=SUCCESS,FAILURE",
         )
@@ -274,3 +280,47 @@ async def test_dsn_notify_success_failure_round_trip(
         delivered = await a.store.queue.list(states=[QueueState.DELIVERED])
         assert [r.recipient for r in delivered] == [B_USER]
         assert len(await inbox(a, A_USER)) == 1  # the failure report only
+
+
+async def test_delivered_notice_travels_back_to_the_sending_operator(
+    tmp_path: Path, trust_space: dict[str, Any]
+) -> None:
+    """RFC 3461 §6.2.1: B makes the final delivery and reports it to A's user."""
+    async with (
+        operator_b(tmp_path, trust_space) as (b, _),
+        running_gateway(
+            tmp_path / "a",
+            trust_space,
+            operator=0,
+            listeners=("submission", "mta"),
+            routes=route(b.ports["mta"]),
+            extra=RELAY,
+        ) as a,
+    ):
+        await a.store.mailboxes.add(NewMailbox(A_USER, MailboxType.PER, "810000000101"))
+        password = (await a.store.credentials.issue(A_USER)).password
+        # B's way back to A (A's port is known only now)
+        assert b.app.relay is not None
+        host_port = ("127.0.0.1", a.ports["mta"])
+        b.app.relay.mx.routes["op1.mssante.test"] = host_port
+        data, reply = await submit(
+            a,
+            password,
+            [B_USER],
+            subject="success",
+            mail_params=" ENVID=suivi+2D7",
+            rcpt_params=" NOTIFY=SUCCESS",
+        )
+        assert reply.startswith("250 2.0.0")
+        (stored,) = await eventually(lambda: inbox(b, B_USER))
+        assert stored.endswith(data)
+        (notice,) = await eventually(lambda: inbox(a, A_USER))
+        _, (per_message, rcpt) = dsn_fields(notice)
+        assert per_message["Original-Envelope-Id"] == "suivi-7"
+        assert (rcpt["Action"], rcpt["Status"]) == ("delivered", "2.0.0")
+        assert rcpt["Final-Recipient"] == f"rfc822; {B_USER}"
+        assert b"Subject: success" in notice  # the original headers come back, not the body
+        assert b"Bonjour" not in notice
+        # the notice left B with an empty envelope sender: never reported on itself
+        sent = await b.store.queue.list(states=[QueueState.DELIVERED])
+        assert [(r.sender, r.recipient) for r in sent] == [("", A_USER)]
