@@ -578,32 +578,6 @@ async def _shut(session: _Session) -> None:
     await session.close()
 
 
-async def deliver(
-    hop: Hop,
-    transaction: Transaction,
-    binding: PeerBinding,
-    *,
-    tls: ssl.SSLContext,
-    helo: str,
-    connect_timeout: float,
-    command_timeout: float,
-) -> Attempt:
-    """One transaction on a connection of its own (opened, used, closed)."""
-    pool = ConnectionPool(max_idle=0)
-    try:
-        return await pool.deliver(
-            hop,
-            transaction,
-            binding,
-            tls=tls,
-            helo=helo,
-            connect_timeout=connect_timeout,
-            command_timeout=command_timeout,
-        )
-    finally:
-        await pool.close()
-
-
 async def _open(
     hop: Hop,
     attempt: Attempt,

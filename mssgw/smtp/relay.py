@@ -1,16 +1,19 @@
 """The relay worker: outbound delivery to other operators (SPEC FLOW-3, FLOW-4, TLS-2).
 
-Each worker slot claims one *group* of due queue rows (same message, same
-envelope, same recipient domain: one SMTP transaction with several RCPTs),
-then:
+Each worker slot delivers one *group* of due queue rows at a time (same
+message, same envelope, same recipient domain: one SMTP transaction with
+several RCPTs; one claim transaction takes groups for every free slot and as
+many ahead), then:
 
 1. fails closed: without a verified liste blanche nothing is relayed
    (deferred); a recipient domain not on the list is failed at once
    (5.7.1), it would never be accepted by a trusted peer;
 2. finds the hops (static route, MX, implicit MX; ``smtp.mx``);
-3. tries them in order (``smtp.client.deliver``): STARTTLS with our
-   certificate, peer binding to the recipient domain before MAIL (TRUST-6),
-   DSN parameters passed on when advertised, SIZE respected;
+3. tries them in order (``smtp.client.ConnectionPool.deliver``): a kept
+   connection whose peer is bound to the recipient domain under the trust
+   state in use, else a new one: STARTTLS with our certificate, peer binding
+   to the recipient domain before MAIL (TRUST-6); DSN parameters passed on
+   when advertised, SIZE respected, PIPELINING used when offered;
 4. records one result per recipient (``store.queue.record``): delivered,
    failed, or deferred on the written schedule (``policy.retry``), and
    traces every attempt (TRACE-1, never content);
@@ -25,13 +28,16 @@ retried, as RFC 5321 §6.1 and RFC 1047 accept.  A DSN is sent after the row
 is recorded, and only by the worker that still held the row's lease.
 
 Wiring: ``RelayWorker.for_app(app)``, ``await worker.start()`` after the
-listeners, ``await worker.stop()`` before closing the store; ``wake()``
-after queueing makes it look at once instead of at the next poll.
+listeners, ``await worker.stop()`` before closing the store (it also closes
+the kept connections); ``wake()`` after queueing makes it look at once
+instead of at the next poll.  ``run_once`` outside the daemon closes its
+connections when it returns.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import io
 import logging
@@ -54,9 +60,10 @@ from mssgw.smtp.client import (
 )
 from mssgw.smtp.dsn import Action, DsnReport, RecipientReport, build_dsn, wants_notice
 from mssgw.smtp.mx import MxResolver, RouteError
+from mssgw.smtp.notices import route_report
 from mssgw.store import Store
-from mssgw.store.delivery import Envelope, LocalTarget, RemoteTarget, header_meta
-from mssgw.store.models import MailboxState, QueueEntry
+from mssgw.store.delivery import header_meta
+from mssgw.store.models import QueueEntry
 from mssgw.store.queue import Outcome
 from mssgw.store.timeutil import now
 from mssgw.store.traces import TraceRecord
@@ -78,6 +85,9 @@ MAX_RCPTS = 100
 POOL_IDLE_TIMEOUT = 30.0
 #: ... and carry at most this many transactions (Postfix: 100).
 POOL_MAX_TRANSACTIONS = 100
+#: A group claimed ahead that waited this long for a slot is given back: its lease
+#: (the attempt's budget + 60 s) must still cover a whole attempt when it starts.
+_READY_MAX_WAIT = 30.0
 #: Messages up to this size are read once into memory for the attempt.
 _IN_MEMORY = 256 * 1024
 
@@ -192,20 +202,7 @@ class Notifier:
             return bytes(head)
 
     async def _deliver(self, sender: str, data: bytes) -> str | None:
-        mailbox = await self.store.mailboxes.find(sender)
-        if mailbox is not None:
-            if mailbox.state != MailboxState.ACTIVE.value:
-                log.warning("DSN for a %s mailbox dropped", mailbox.state)
-                return None
-            await self.store.messages.deliver(data, [LocalTarget(mailbox.address)])
-            return "INBOX"
-        if domain_of(sender) in await self.store.mailboxes.hosted_domains():
-            log.warning("DSN for an unknown local mailbox dropped")
-            return None
-        await self.store.messages.deliver(
-            data, remote=[RemoteTarget(sender, notify="NEVER")], envelope=Envelope("")
-        )
-        return "queued"
+        return await route_report(self.store, sender, data)
 
 
 class RelayWorker:
@@ -248,7 +245,8 @@ class RelayWorker:
         self.claims = 0
         self._horizon: tuple[object, datetime | None] | None = None
         self._task: asyncio.Task[None] | None = None
-        self._wake = asyncio.Event()
+        self._wake = asyncio.Event()  # something was queued
+        self._kick = asyncio.Event()  # the dispatcher has something to look at
         self._stopping = asyncio.Event()
 
     @classmethod
@@ -272,6 +270,7 @@ class RelayWorker:
         """
         self._stopping.set()
         self._wake.set()
+        self._kick.set()
         task, self._task = self._task, None
         if task is not None:
             with contextlib.suppress(TimeoutError):
@@ -289,6 +288,7 @@ class RelayWorker:
         lead to one more claim, made as soon as a delivery slot is free.
         """
         self._wake.set()
+        self._kick.set()
 
     async def _loop(self) -> None:
         while not self._stopping.is_set():
@@ -319,24 +319,51 @@ class RelayWorker:
     ) -> None:
         """Claim groups into free delivery slots until nothing is due.
 
-        One claim transaction fills every free slot; a claim that comes back
+        A slot is busy from the start of a group to the end of its attempt
+        (the SMTP dialogue); recording the results and sending DSNs happen
+        after the slot is given back.  One claim transaction fills every free
+        slot and claims as many groups ahead, which start as slots free up
+        (or are given back if they waited too long); a claim that comes back
         short means the queue is drained, and the next one waits for a free
-        slot *and* a reason to look again: ``wake()`` (something was queued)
-        or, in the daemon, the poll interval (retries coming due).  Without
-        ``daemon``, returns once drained and every group is settled.
+        slot *and* a reason to look again:
+        ``wake()`` (something was queued) or, in the daemon, the poll
+        interval (retries coming due).  Without ``daemon``, returns once
+        drained and every group is settled.
         """
         loop = asyncio.get_running_loop()
         slots = max(1, self.settings.relay.workers)
         poll = float(self.settings.relay.poll_interval)
         tasks: set[asyncio.Task[None]] = set()
+
+        def finished(task: asyncio.Task[None]) -> None:
+            tasks.discard(task)
+            self._kick.set()
+
         errors: list[Exception] = []
+        busy = [0]  # groups started whose attempt is not over
+        #: Claimed groups waiting for a slot, with the time they were claimed.
+        ready: collections.deque[tuple[float, list[QueueEntry]]] = collections.deque()
         more = True  # rows may be due: claim as soon as a slot is free
         next_poll = loop.time() + poll
-        waker: asyncio.Task[Any] | None = None
         try:
             while not self._stopping.is_set():
-                free = slots - len(tasks)
-                if more and free > 0:
+                if not more and self._wake.is_set():
+                    more = True
+                while ready and busy[0] < slots:
+                    claimed, rows = ready.popleft()
+                    if loop.time() - claimed > _READY_MAX_WAIT:
+                        # its lease must still cover a whole attempt: give it back
+                        await self.store.queue.release_lease(self.name, [r.id for r in rows])
+                        more = True
+                        continue
+                    busy[0] += 1
+                    task = asyncio.create_task(self._group(report, rows, errors, busy))
+                    tasks.add(task)
+                    task.add_done_callback(finished)
+                free = slots - busy[0]
+                if more and free > 0 and not ready and len(tasks) < 4 * slots:
+                    # the free slots, and as many groups ahead: one claim per ``slots`` groups
+                    wanted = free + slots
                     self._wake.clear()  # a wake() from now on means "look again"
                     self.claims += 1
                     groups = await self.store.queue.claim_groups(
@@ -345,60 +372,70 @@ class RelayWorker:
                         at=self.clock(),
                         ids=ids,
                         limit=MAX_RCPTS,
-                        groups=free,
+                        groups=wanted,
                     )
-                    more = len(groups) == free
+                    more = len(groups) == wanted
                     if not more:
                         next_poll = loop.time() + poll
-                    for rows in groups:
-                        task = asyncio.create_task(self._group(report, rows, errors))
-                        tasks.add(task)
-                        task.add_done_callback(tasks.discard)
+                    ready.extend((loop.time(), rows) for rows in groups)
                     continue
-                if not daemon:
-                    if not tasks:
-                        break
-                    await asyncio.wait(set(tasks), return_when=asyncio.FIRST_COMPLETED)
-                    continue
-                waiters: set[asyncio.Future[Any]] = set(tasks)
+                if not daemon and not tasks:
+                    break
                 timeout: float | None = None
-                if not more:  # drained: a wake(), the poll, or idle connections to close
-                    if waker is None or waker.done():
-                        waker = asyncio.create_task(self._wake.wait())
-                    waiters.add(waker)
+                if daemon and not more:  # drained: a wake(), the poll, idle connections
                     timeout = max(0.0, next_poll - loop.time())
                     expiry = self.pool.next_expiry()
                     if expiry is not None:
                         timeout = min(timeout, expiry + 0.05)
-                await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+                self._kick.clear()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(timeout):
+                        await self._kick.wait()  # a slot freed, a group done, a wake()
                 self.pool.expire()
-                if not more and (self._wake.is_set() or loop.time() >= next_poll):
+                if daemon and not more and loop.time() >= next_poll:
                     more = True
-        except BaseException:
+        except asyncio.CancelledError:
             for task in list(tasks):
                 task.cancel()
             if tasks:
                 await asyncio.gather(*tasks, return_exceptions=True)
+            await self._give_back(ready)
             raise
-        finally:
-            if waker is not None:
-                waker.cancel()
-        if tasks:  # stopping: let the groups in flight finish (``stop`` bounds the wait)
-            try:
-                await asyncio.gather(*tasks, return_exceptions=True)
-            except asyncio.CancelledError:
-                for task in list(tasks):
-                    task.cancel()
-                await asyncio.gather(*tasks, return_exceptions=True)
-                raise
+        except Exception:  # a claim failed (store unavailable): the groups in flight go on
+            await self._give_back(ready)
+            await _settled(tasks)
+            raise
+        await self._give_back(ready)
+        await _settled(tasks)  # stopping: the groups in flight finish (``stop`` bounds it)
         if errors and not daemon:
             raise errors[0]
 
+    async def _give_back(self, ready: collections.deque[tuple[float, list[QueueEntry]]]) -> None:
+        """Release the leases of claimed groups never started (stopping)."""
+        ids = [r.id for _, rows in ready for r in rows]
+        ready.clear()
+        if ids:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self.store.queue.release_lease(self.name, ids))
+
     async def _group(
-        self, report: RunReport | None, rows: list[QueueEntry], errors: list[Exception]
+        self,
+        report: RunReport | None,
+        rows: list[QueueEntry],
+        errors: list[Exception],
+        busy: list[int],
     ) -> None:
+        """One group: attempt, give the slot back, settle."""
+        slot = [True]
+
+        def attempted() -> None:
+            if slot[0]:
+                slot[0] = False
+                busy[0] -= 1
+                self._kick.set()
+
         try:
-            done = await self._process(rows)
+            done = await self._process(rows, attempted)
         except asyncio.CancelledError:
             with contextlib.suppress(Exception):
                 await asyncio.shield(
@@ -410,10 +447,14 @@ class RelayWorker:
             log.exception("relay: delivery of queue %s failed", ids)
             errors.append(exc)
             return
+        finally:
+            attempted()
         if report is not None:
             report.add(done)
 
-    async def _process(self, rows: list[QueueEntry]) -> RunReport:
+    async def _process(
+        self, rows: list[QueueEntry], attempted: Callable[[], None] = lambda: None
+    ) -> RunReport:
         domain = domain_of(rows[0].recipient)
         attempt: Attempt | None = None
         traces: list[TraceRecord] = []
@@ -423,6 +464,7 @@ class RelayWorker:
         except TimeoutError:
             reason = f"delivery to {domain} took longer than {self.budget:.0f} s"
             results = [Result("deferred", "4.4.7", reason)] * len(rows)
+        attempted()
         return await self._settle(rows, results, attempt, traces)
 
     async def _attempt(
@@ -678,6 +720,19 @@ class RelayWorker:
             last_attempt=at,
             will_retry_until=self.schedule.deadline(row.created_at),
         )
+
+
+async def _settled(tasks: set[asyncio.Task[None]]) -> None:
+    """Wait for ``tasks``; if cancelled meanwhile, cancel them (they give their leases back)."""
+    if not tasks:
+        return
+    try:
+        await asyncio.gather(*tasks, return_exceptions=True)
+    except asyncio.CancelledError:
+        for task in list(tasks):
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
 
 
 def _code(result: Result) -> str:

@@ -6,8 +6,10 @@
 
 ``TlsPeer`` is a real SMTP server (aiosmtpd) that requires STARTTLS before
 MAIL, presents a certificate of the development PKI, requires our client
-certificate, and records every transaction it accepts and every raw
-command it saw.  It can advertise DSN (RFC 3461) and refuse recipients.
+certificate, and records every transaction it accepts, every raw
+command it saw and how many connections it was given.  It can advertise DSN
+(RFC 3461) and PIPELINING (RFC 2920), refuse recipients, and close a
+connection with ``421`` at the n-th MAIL of a session.
 """
 
 from __future__ import annotations
@@ -134,10 +136,15 @@ class PeerState:
     """What the peer saw; shared by its sessions."""
 
     dsn: bool = False
+    pipelining: bool = False
     refuse: dict[str, str] = field(default_factory=dict)
     commands: list[str] = field(default_factory=list)
     received: list[Received] = field(default_factory=list)
     client_dns: list[str] = field(default_factory=list)
+    #: Connections accepted (each one a new TCP connection and TLS session).
+    connections: int = 0
+    #: When > 0: answer the MAIL after this many in one session with 421 and close.
+    max_mails_per_session: int = 0
 
 
 class _PeerSmtp(SMTP):  # type: ignore[misc]
@@ -148,13 +155,26 @@ class _PeerSmtp(SMTP):  # type: ignore[misc]
         self.state = state
         self._mail_args = ""
         self._rcpt_args: list[str] = []
+        self._mails = 0
+        self._greeted = False
+
+    def _count_connection(self) -> None:
+        # One protocol object per connection (STARTTLS included); counted at its
+        # first EHLO, as the controller's own readiness probe never sends one.
+        if not self._greeted:
+            self._greeted = True
+            self.state.connections += 1
 
     async def smtp_EHLO(self, hostname: str) -> None:
         self.state.commands.append("EHLO")
-        if not self.state.dsn:
+        self._count_connection()
+        extra = (["250-DSN"] if self.state.dsn else []) + (
+            ["250-PIPELINING"] if self.state.pipelining else []
+        )
+        if not extra:
             await super().smtp_EHLO(hostname)
             return
-        # Let aiosmtpd write its lines, with one more: 250-DSN.
+        # Let aiosmtpd write its lines, with more: 250-DSN, 250-PIPELINING.
         original = self.push
         lines: list[str] = []
 
@@ -166,9 +186,8 @@ class _PeerSmtp(SMTP):  # type: ignore[misc]
             await super().smtp_EHLO(hostname)
         finally:
             self.push = original  # type: ignore[method-assign]
-        for line in lines[:-1]:
+        for line in lines[:-1] + extra:
             await original(line)
-        await original("250-DSN")
         await original(lines[-1])
 
     async def smtp_STARTTLS(self, arg: str) -> None:
@@ -177,6 +196,11 @@ class _PeerSmtp(SMTP):  # type: ignore[misc]
 
     async def smtp_MAIL(self, arg: str) -> None:
         self.state.commands.append("MAIL")
+        self._mails += 1
+        if self.state.max_mails_per_session and self._mails > self.state.max_mails_per_session:
+            await self.push("421 4.4.2 too many transactions, closing")
+            self.transport.close()
+            return
         self._mail_args = arg or ""
         self._rcpt_args = []
         if self.state.dsn and arg:
@@ -193,6 +217,10 @@ class _PeerSmtp(SMTP):  # type: ignore[misc]
     async def smtp_DATA(self, arg: str) -> None:
         self.state.commands.append("DATA")
         await super().smtp_DATA(arg)
+
+    async def smtp_RSET(self, arg: str) -> None:
+        self.state.commands.append("RSET")
+        await super().smtp_RSET(arg)
 
     async def smtp_QUIT(self, arg: str) -> None:
         self.state.commands.append("QUIT")
@@ -244,6 +272,7 @@ def tls_peer(
     *,
     cert: dict[str, str] | None = None,
     dsn: bool = False,
+    pipelining: bool = False,
     size: int = 33554432,
     port: int = 0,
 ) -> Iterator[tuple[PeerState, int]]:
@@ -257,7 +286,7 @@ def tls_peer(
     ctx = server_context(
         pair["certificate"], pair["key"], manifest["anchors"], client_cert="required"
     )
-    state = PeerState(dsn=dsn)
+    state = PeerState(dsn=dsn, pipelining=pipelining)
     if port == 0:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))

@@ -90,6 +90,30 @@ async def test_claim_groups_by_message_and_domain(store: Store) -> None:
     assert await store.queue.claim_group("w", lease=timedelta(minutes=1)) == []
 
 
+async def test_several_groups_in_one_claim(store: Store) -> None:
+    await _queue(store, "a@op2.mssante.test", "x@op3.mssante.test", "B@OP2.mssante.test")
+    lease = timedelta(minutes=1)
+    groups = await store.queue.claim_groups("w", lease=lease, groups=5)
+    # the same groups, in the same order, as claim_group called again and again
+    assert [[r.recipient for r in g] for g in groups] == [
+        ["a@op2.mssante.test", "B@OP2.mssante.test"],
+        ["x@op3.mssante.test"],
+    ]
+    assert {(r.locked_by, r.locked_until is not None) for g in groups for r in g} == {("w", True)}
+    assert all(r.locked_by == "w" for r in await store.queue.list())
+    assert await store.queue.claim_groups("w", lease=lease, groups=5) == []
+
+
+async def test_claimed_groups_respect_the_recipient_limit_and_ids(store: Store) -> None:
+    ids = await _queue(store, *(f"r{i}@op2.mssante.test" for i in range(5)))
+    lease = timedelta(minutes=1)
+    groups = await store.queue.claim_groups("w", lease=lease, ids=ids[1:], limit=2, groups=2)
+    assert [[r.id for r in g] for g in groups] == [ids[1:3], ids[3:5]]
+    # the first row was not among the ids: still free, alone
+    (rest,) = await store.queue.claim_groups("w", lease=lease, limit=2, groups=2)
+    assert [r.id for r in rest] == ids[:1]
+
+
 async def test_two_nodes_never_deliver_a_row_twice(
     tmp_path: Path, trust_space: dict[str, Any], pg_url: str
 ) -> None:
