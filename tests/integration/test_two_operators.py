@@ -137,17 +137,22 @@ def second_database(pg_cluster: PgCluster) -> str:
     return pg_cluster.url(name).replace("postgresql://", "postgresql+asyncpg://")
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def urls(request: pytest.FixtureRequest) -> tuple[str | None, str | None]:
+    """Store URLs of A and B: every two-operator test runs on both backends."""
+    if request.param == "sqlite":
+        return None, None
+    url_a = str(request.getfixturevalue("pg_url"))
+    return url_a, second_database(request.getfixturevalue("pg_cluster"))
+
+
 # ---------------------------------------------------------------------- the core flow
 
 
-@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
 async def test_a_to_b_delivered_byte_identical(
-    backend: str, tmp_path: Path, trust_space: dict[str, Any], request: pytest.FixtureRequest
+    tmp_path: Path, trust_space: dict[str, Any], urls: tuple[str | None, str | None]
 ) -> None:
-    url_a = url_b = None
-    if backend == "postgres":
-        url_a = request.getfixturevalue("pg_url")
-        url_b = second_database(request.getfixturevalue("pg_cluster"))
+    url_a, url_b = urls
     async with (
         operator_b(tmp_path, trust_space, url=url_b) as (b, b_password),
         operator_a(tmp_path, trust_space, b.ports["mta"], url=url_a) as (a, a_password),
@@ -191,13 +196,13 @@ async def test_a_to_b_delivered_byte_identical(
 
 
 async def test_peer_down_retries_delay_notice_then_delivered(
-    tmp_path: Path, trust_space: dict[str, Any]
+    tmp_path: Path, trust_space: dict[str, Any], urls: tuple[str | None, str | None]
 ) -> None:
     port = free_port()
-    async with operator_b(tmp_path, trust_space, port=port):
+    async with operator_b(tmp_path, trust_space, port=port, url=urls[1]):
         pass  # B exists (its user too), then stops
     extra = "delay_notice_after = 2\ngive_up_after = 600\n"
-    async with operator_a(tmp_path, trust_space, port, extra=extra) as (a, password):
+    async with operator_a(tmp_path, trust_space, port, extra=extra, url=urls[0]) as (a, password):
         data, reply = await submit(a, password, [B_USER], subject="down")
         assert reply.startswith("250 2.0.0 queued as")
 
@@ -211,7 +216,7 @@ async def test_peer_down_retries_delay_notice_then_delivered(
         assert row.state == QueueState.QUEUED.value and row.attempts >= 2
         assert row.last_error
 
-        async with operator_b(tmp_path, trust_space, port=port) as (b, _):
+        async with operator_b(tmp_path, trust_space, port=port, url=urls[1]) as (b, _):
             (stored,) = await eventually(lambda: inbox(b, B_USER))
             assert stored.endswith(data)
             delivered = await eventually(lambda: a.store.queue.list(states=[QueueState.DELIVERED]))
@@ -221,13 +226,16 @@ async def test_peer_down_retries_delay_notice_then_delivered(
 
 
 async def test_peer_with_unlisted_certificate_is_never_sent_to(
-    tmp_path: Path, trust_space: dict[str, Any]
+    tmp_path: Path, trust_space: dict[str, Any], urls: tuple[str | None, str | None]
 ) -> None:
     bad = trust_space["bad"]["unlisted"]
     b_tls = f'[tls]\ncertificate = "{bad["certificate"]}"\nkey = "{bad["key"]}"\n'
-    async with operator_b(tmp_path, trust_space, extra=b_tls) as (b, _):
+    async with operator_b(tmp_path, trust_space, extra=b_tls, url=urls[1]) as (b, _):
         extra = "delay_notice_after = 100\ngive_up_after = 3\n"
-        async with operator_a(tmp_path, trust_space, b.ports["mta"], extra=extra) as (a, pw):
+        async with operator_a(tmp_path, trust_space, b.ports["mta"], extra=extra, url=urls[0]) as (
+            a,
+            pw,
+        ):
             _, reply = await submit(a, pw, [B_USER], subject="unlisted")
             assert reply.startswith("250 2.0.0 queued as")
             (bounce,) = await eventually(lambda: inbox(a, A_USER))
@@ -245,11 +253,11 @@ async def test_peer_with_unlisted_certificate_is_never_sent_to(
 
 
 async def test_dsn_notify_success_failure_round_trip(
-    tmp_path: Path, trust_space: dict[str, Any]
+    tmp_path: Path, trust_space: dict[str, Any], urls: tuple[str | None, str | None]
 ) -> None:
     async with (
-        operator_b(tmp_path, trust_space) as (b, _),
-        operator_a(tmp_path, trust_space, b.ports["mta"]) as (a, password),
+        operator_b(tmp_path, trust_space, url=urls[1]) as (b, _),
+        operator_a(tmp_path, trust_space, b.ports["mta"], url=urls[0]) as (a, password),
     ):
         data, reply = await submit(
             a,
@@ -283,15 +291,16 @@ async def test_dsn_notify_success_failure_round_trip(
 
 
 async def test_delivered_notice_travels_back_to_the_sending_operator(
-    tmp_path: Path, trust_space: dict[str, Any]
+    tmp_path: Path, trust_space: dict[str, Any], urls: tuple[str | None, str | None]
 ) -> None:
     """RFC 3461 §6.2.1: B makes the final delivery and reports it to A's user."""
     async with (
-        operator_b(tmp_path, trust_space) as (b, _),
+        operator_b(tmp_path, trust_space, url=urls[1]) as (b, _),
         running_gateway(
             tmp_path / "a",
             trust_space,
             operator=0,
+            url=urls[0],
             listeners=("submission", "mta"),
             routes=route(b.ports["mta"]),
             extra=RELAY,
