@@ -9,11 +9,13 @@ always starts with what exists.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import fields
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from mssgw import __version__
@@ -26,6 +28,7 @@ if TYPE_CHECKING:
     from mssgw.directory.lookup import DirectoryLookup
     from mssgw.smtp.relay import RelayWorker
 from mssgw.store import Store
+from mssgw.store.traces import Category
 from mssgw.web.autoconfig import ClientEndpoints
 from mssgw.web.http import HttpService
 
@@ -102,6 +105,7 @@ class App:
         if store.messages.annotate is None:
             store.messages.annotate = annotate
         self.started_at = time.time()
+        self._housekeeping: asyncio.Task[None] | None = None
 
     def client_endpoints(self) -> ClientEndpoints:
         ports = {
@@ -149,6 +153,7 @@ class App:
 
             self.relay = RelayWorker.for_app(self)
             await self.relay.start()
+        self._housekeeping = asyncio.create_task(self._daily(), name="mssgw-housekeeping")
         bound = {name: int(s.sockets[0].getsockname()[1]) for name, s in self.servers.items()}
         for name, port in bound.items():
             log.info(
@@ -157,6 +162,11 @@ class App:
         return bound
 
     async def stop(self) -> None:
+        if self._housekeeping is not None:
+            self._housekeeping.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._housekeeping
+            self._housekeeping = None
         for server in self.servers.values():
             server.close()
         for server in self.servers.values():
@@ -173,6 +183,30 @@ class App:
             self.relay = None
         if self.trust is not None:
             await self.trust.stop()
+
+    async def purge_traces(self, *, at: datetime | None = None) -> dict[str, int]:
+        """Delete traces past their retention (SPEC TRACE-1); return how many per category."""
+        keep = self.settings.traces
+        ages: dict[Category, int] = {
+            "transport": keep.transport_retention_days,
+            "admin": keep.transport_retention_days,
+            "client": keep.client_retention_days,
+        }
+        removed: dict[str, int] = {}
+        for category, days in ages.items():
+            removed[category] = await self.store.traces.purge(category, timedelta(days=days), at=at)
+        if any(removed.values()):
+            log.info("traces purged past retention: %s", removed)
+        return removed
+
+    async def _daily(self) -> None:
+        """Housekeeping at start, then every 24 hours."""
+        while True:
+            try:
+                await self.purge_traces()
+            except MssgwError as exc:
+                log.error("trace purge failed: %s", exc)
+            await asyncio.sleep(86400)
 
     async def reload(self) -> None:
         """SIGHUP: re-read what can change without a restart (certificates, lists)."""

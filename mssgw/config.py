@@ -186,6 +186,14 @@ class RelaySettings:
 
 
 @dataclass(frozen=True)
+class TracesSettings:
+    """Retention of the audit traces (SPEC TRACE-1), purged daily by the daemon."""
+
+    transport_retention_days: int = 365
+    client_retention_days: int = 183
+
+
+@dataclass(frozen=True)
 class LoggingSettings:
     """What the daemon writes to its log (never content, passwords or tokens)."""
 
@@ -206,6 +214,7 @@ class Settings:
     submission: SubmissionSettings = field(default_factory=SubmissionSettings)
     relay: RelaySettings = field(default_factory=RelaySettings)
     directory: DirectorySettings = field(default_factory=DirectorySettings)
+    traces: TracesSettings = field(default_factory=TracesSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
     source: str = "<defaults>"
 
@@ -382,6 +391,8 @@ def validate(settings: Settings) -> None:
     for f in fields(LimitsSettings):
         _positive(src, f"limits.{f.name}", getattr(settings.limits, f.name))
     _validate_relay(settings)
+    _positive(src, "traces.transport_retention_days", settings.traces.transport_retention_days)
+    _positive(src, "traces.client_retention_days", settings.traces.client_retention_days)
     for name in ("max_removal_share", "max_invalid_share"):
         share = getattr(settings.directory, name)
         if not 0.0 <= share <= 1.0:
