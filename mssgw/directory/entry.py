@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from operator import attrgetter
 from typing import Final, Literal
@@ -111,7 +112,7 @@ _BOOL_INDICES: Final = tuple(i for i, n in enumerate(CONTENT_FIELDS) if n in _BO
 _GET_ALL: Final = attrgetter(*CONTENT_FIELDS)
 
 
-def hash_record(record: tuple[str, ...]) -> str:
+def hash_record(record: Sequence[str]) -> str:
     """16 hex digits of BLAKE2b: collisions among 10^6 rows are ~10^-8 likely."""
     data = "\x1f".join(record).encode("utf-8")
     return hashlib.blake2b(data, digest_size=8).hexdigest()

@@ -18,7 +18,13 @@ from pathlib import Path
 from typing import BinaryIO, Final, cast
 
 from mssgw.directory.base import DirectoryError, ScanStats
-from mssgw.directory.entry import BAL_TYPES, DirectoryEntry, Scope, is_valid_address
+from mssgw.directory.entry import (
+    BAL_TYPES,
+    DirectoryEntry,
+    Scope,
+    hash_record,
+    is_valid_address,
+)
 
 #: The 31 columns of DIR-1, in order.  The nine postal-address names are
 #: spelled as SPEC DIR-1 lists them [A]: the header check compares names
@@ -62,6 +68,8 @@ _NAME_RE: Final = re.compile(r"Extraction_Correspondance_MSSante_\d{12}\.txt$")
 _ENTRY: Final[Callable[..., DirectoryEntry]] = DirectoryEntry  # positional, column order
 _TRUE: Final = frozenset({"true", "vrai", "o", "oui", "1"})
 _FALSE: Final = frozenset({"false", "faux", "n", "non", "0", ""})
+#: ``record()`` values of the fields no column carries: liste_rouge (False), owner_ref.
+_NOT_IN_FILE: Final = ("0", "")
 
 
 def _fold(name: str) -> str:
@@ -88,8 +96,12 @@ def check_header(line: str) -> None:
             )
 
 
-def parse_line(line: str) -> DirectoryEntry | str:
-    """One data line to an entry, or the reason it is invalid (a pure function)."""
+def _columns(line: str) -> list[str] | str:
+    """The normalised columns of a data line, or why it is invalid.
+
+    Normalised as ``DirectoryEntry.record()`` spells them: stripped, BAL type
+    upper case, address lower case, ``Dématérialisation`` as ``"1"``/``"0"``.
+    """
     if "\ufffd" in line:
         return "not valid UTF-8"
     cols = line.rstrip("\r\n").split("|")
@@ -103,10 +115,36 @@ def parse_line(line: str) -> DirectoryEntry | str:
     if not is_valid_address(address):
         return f"invalid address {cols[1][:80]!r}"
     demat = cols[_DEMAT_INDEX].lower()
-    if demat not in _TRUE and demat not in _FALSE:
+    if demat in _TRUE:
+        cols[_DEMAT_INDEX] = "1"
+    elif demat in _FALSE:
+        cols[_DEMAT_INDEX] = "0"
+    else:
         return f"invalid Dématérialisation value {cols[_DEMAT_INDEX][:10]!r}"
     cols[0], cols[1] = bal_type, address
-    return _ENTRY(*cols[:_DEMAT_INDEX], demat in _TRUE, *cols[_DEMAT_INDEX + 1 :])
+    return cols
+
+
+def parse_line(line: str) -> DirectoryEntry | str:
+    """One data line to an entry, or the reason it is invalid (a pure function)."""
+    cols = _columns(line)
+    if isinstance(cols, str):
+        return cols
+    return _ENTRY(*cols[:_DEMAT_INDEX], cols[_DEMAT_INDEX] == "1", *cols[_DEMAT_INDEX + 1 :])
+
+
+def index_line(line: str) -> tuple[str, str] | str:
+    """``(address, content_hash)`` of a data line, or the reason it is invalid.
+
+    The very hash ``parse_line(line).content_hash`` gives (what the replicas
+    store), computed from the columns without building the entry: the index
+    pass reads every line, and an incremental sync writes only ~1 % of them.
+    """
+    cols = _columns(line)
+    if isinstance(cols, str):
+        return cols
+    cols += _NOT_IN_FILE
+    return cols[1], hash_record(cols)
 
 
 def _address_of(line: str) -> str:
@@ -135,6 +173,28 @@ class ExtractionSource:
         With ``wanted`` (the write pass), lines of other addresses are skipped
         before being parsed: an incremental sync parses ~1 % of the file.
         """
+        for line_no, line in self._lines(wanted):
+            stats.read += 1
+            parsed = parse_line(line)
+            if isinstance(parsed, str):
+                stats.reject(line_no, parsed)
+            else:
+                stats.valid += 1
+                yield parsed
+
+    def index(self, stats: ScanStats) -> Iterator[tuple[str, str]]:
+        """``(address, content_hash)`` of the valid lines, counted as ``scan`` counts them."""
+        for line_no, line in self._lines(None):
+            stats.read += 1
+            parsed = index_line(line)
+            if isinstance(parsed, str):
+                stats.reject(line_no, parsed)
+            else:
+                stats.valid += 1
+                yield parsed
+
+    def _lines(self, wanted: frozenset[str] | None) -> Iterator[tuple[int, str]]:
+        """The non-blank data lines and their numbers (header checked)."""
         with self._open_text() as text:
             check_header(text.readline())
             for line_no, line in enumerate(text, start=2):
@@ -142,13 +202,7 @@ class ExtractionSource:
                     continue
                 if wanted is not None and _address_of(line) not in wanted:
                     continue
-                stats.read += 1
-                parsed = parse_line(line)
-                if isinstance(parsed, str):
-                    stats.reject(line_no, parsed)
-                else:
-                    stats.valid += 1
-                    yield parsed
+                yield line_no, line
 
     def _open_text(self) -> io.TextIOWrapper:
         """A text stream over the member: decoded on the fly, bad bytes marked."""

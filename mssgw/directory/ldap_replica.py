@@ -46,6 +46,11 @@ MANAGED = (
 )
 _ALREADY_EXISTS = 68
 _NO_SUCH_OBJECT = 32
+_ONE_LEVEL = 1  # SearchRequest scope singleLevel (ldap3.LEVEL)
+_MAILBOXES = ldap_wire.equality_filter("objectClass", "mssgwMailbox")
+_LOCAL_MAILBOXES = ldap_wire.and_filter(
+    _MAILBOXES, ldap_wire.equality_filter("mssgwSource", "local")
+)
 
 
 def _bool(value: bool) -> str:
@@ -156,7 +161,7 @@ class LdapReplica:
     async def load_index(self) -> dict[str, IndexItem]:
         self.ensure_base()
         index: dict[str, IndexItem] = {}
-        for attrs in self._paged("(objectClass=mssgwMailbox)",
+        for attrs in self._paged(_MAILBOXES,
                                  ["mail", "mssgwContentHash", "mssgwSource", "mssgwOwnerRef"]):
             index[_one(attrs, "mail").lower()] = IndexItem(
                 _one(attrs, "mssgwContentHash"), _one(attrs, "mssgwSource") or "national",
@@ -164,14 +169,35 @@ class LdapReplica:
             )
         return index
 
-    def _paged(self, query: str, attributes: list[str]) -> Iterator[dict[str, Any]]:
-        found = self.connection().extend.standard.paged_search(
-            self.base, query, ldap3.LEVEL, attributes=attributes,
-            paged_size=self.page_size, generator=True,
-        )
-        for item in found:
-            if item.get("type") == "searchResEntry":
-                yield item["attributes"]
+    def _paged(self, filter_: bytes, attributes: list[str]) -> Iterator[dict[str, Any]]:
+        """The entries below the base matching ``filter_`` (``ldap_wire`` encoding).
+
+        Searched and decoded by ``ldap_wire.paged_search``; a missing base is
+        an empty result, any other failure a ``DirectoryError``.
+        """
+        conn = self.connection()
+        try:
+            for _, attrs in ldap_wire.paged_search(conn, self.base, _ONE_LEVEL, filter_,
+                                                   attributes, self.page_size):
+                yield attrs
+        except ldap_wire.SearchFailed as exc:
+            if exc.code != _NO_SUCH_OBJECT:
+                raise DirectoryError(f"LDAP replica {self.url}: searching: {exc}") from None
+        except OSError as exc:  # ConnectionError, socket timeout
+            self._drop()
+            raise DirectoryError(f"LDAP replica {self.url}: searching: {exc}") from None
+        except GeneratorExit:  # abandoned mid-search: responses may still arrive
+            self._drop()
+            raise
+
+    def _drop(self) -> None:
+        """Forget a connection left in an unknown state (never reused)."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                conn.unbind()
+            except (LDAPException, OSError):
+                pass
 
     async def apply(
         self,
@@ -261,14 +287,13 @@ class LdapReplica:
     async def local_entries(self) -> list[DirectoryEntry]:
         found = [
             entry_from_record(json.loads(_one(a, "mssgwRecord")))
-            for a in self._paged("(&(objectClass=mssgwMailbox)(mssgwSource=local))",
-                                 ["mssgwRecord"])
+            for a in self._paged(_LOCAL_MAILBOXES, ["mssgwRecord"])
         ]
         return sorted(found, key=lambda e: e.address)
 
     async def counts(self) -> dict[str, int]:
         counts: dict[str, int] = {}
-        for attrs in self._paged("(objectClass=mssgwMailbox)", ["mssgwBalType", "mssgwSource"]):
+        for attrs in self._paged(_MAILBOXES, ["mssgwBalType", "mssgwSource"]):
             key = f"{_one(attrs, 'mssgwSource') or 'national'}/{_one(attrs, 'mssgwBalType')}"
             counts[key] = counts.get(key, 0) + 1
         counts["total"] = sum(counts.values())

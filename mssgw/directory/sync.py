@@ -12,8 +12,10 @@ the rows only, not on their order, so two runs over the same data agree.
 
 from __future__ import annotations
 
+import gc
 import time
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TextIO
@@ -125,15 +127,16 @@ def compute_plan(
             changed.add(address)
         else:
             unchanged += 1
-    in_scope = [(a, i) for a, i in old.items() if i.scope == scope]
-    removed = {
-        a
-        for a, i in in_scope
-        if a not in new and (complete or (i.owner_ref and i.owner_ref in owners))
-    }
+    removed: set[str] = set()
+    scope_size = 0
+    for address, item in old.items():
+        if item.scope != scope:
+            continue
+        scope_size += 1
+        if address not in new and (complete or (item.owner_ref and item.owner_ref in owners)):
+            removed.add(address)
     return Plan(
-        frozenset(added), frozenset(changed), frozenset(removed), unchanged, skipped,
-        len(in_scope),
+        frozenset(added), frozenset(changed), frozenset(removed), unchanged, skipped, scope_size
     )
 
 
@@ -160,10 +163,24 @@ def index_source(source: Source, stats: ScanStats) -> tuple[dict[str, str], int]
     """First pass: address → winning content hash, and the duplicate count."""
     index: dict[str, str] = {}
     duplicates = 0
-    for entry in source.scan(stats):
-        if merge_duplicate(index, entry.address, entry.content_hash):
+    for address, content_hash in _hashes(source, stats):
+        if merge_duplicate(index, address, content_hash):
             duplicates += 1
     return index, duplicates
+
+
+def _hashes(source: Source, stats: ScanStats) -> Iterator[tuple[str, str]]:
+    """``(address, content_hash)`` per valid row: the source's ``index`` when it has one.
+
+    A source may offer ``index(stats)``, the same pairs and counts as ``scan``
+    without building the entries (the extraction file does: it is the cost of
+    an incremental sync).
+    """
+    index = getattr(source, "index", None)
+    if callable(index):
+        pairs: Iterator[tuple[str, str]] = index(stats)
+        return pairs
+    return ((entry.address, entry.content_hash) for entry in source.scan(stats))
 
 
 def entries_to_write(
@@ -190,11 +207,12 @@ async def run_sync(
     started = time.monotonic()
     report = SyncReport(source.name, replica.kind, datetime.now(UTC))
     bar = ProgressBar(progress, "indexing")
-    old = await replica.load_index()
     stats = ScanStats()
-    new, report.duplicates = index_source(source, stats)
-    plan = compute_plan(old, new, source.scope, source.complete, source.owners())
-    del old
+    with _gc_paused():
+        old = await replica.load_index()
+        new, report.duplicates = index_source(source, stats)
+        plan = compute_plan(old, new, source.scope, source.complete, source.owners())
+        del old
     _fill(report, stats, plan)
     if source.scope == "local":  # our own list is authoritative: no removal guard
         guards = Guards(1.0, guards.max_invalid_share)
@@ -211,6 +229,23 @@ async def run_sync(
     report.status = "applied"
     report.duration = time.monotonic() - started
     return report
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """No cyclic GC while the indexes are built (restored after, even on error).
+
+    The indexes are ~10^6 small acyclic objects (strings, tuples, dicts): the
+    collector finds nothing in them, yet each full pass walks them all, ~15 %
+    of an incremental sync.  Reference counting still frees them.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def _fill(report: SyncReport, stats: ScanStats, plan: Plan) -> None:

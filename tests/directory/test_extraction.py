@@ -11,7 +11,13 @@ import pytest
 from mssgw.directory import sample
 from mssgw.directory.base import DirectoryError, ScanStats
 from mssgw.directory.entry import DirectoryEntry
-from mssgw.directory.extraction import COLUMNS, ExtractionSource, check_header, parse_line
+from mssgw.directory.extraction import (
+    COLUMNS,
+    ExtractionSource,
+    check_header,
+    index_line,
+    parse_line,
+)
 from tests.directory.helpers import line
 
 
@@ -131,3 +137,36 @@ def test_large_file_is_streamed(make_zip: Callable[..., Path]) -> None:
     tracemalloc.stop()
     assert count == 20_000
     assert peak < 4 * 1024 * 1024  # the text alone is ~5 MB
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        line(),
+        line("org", " Secretariat@CH-Exemple.MSSante.fr ", c9=" Dupont ", c17="Vrai"),
+        line(c17="O"),
+        line(c17=""),
+        line(c17="1", c10="Hélène", c18="Clinique de l'Étang"),
+        *list(sample.lines(range(20)))[1:],  # without the header
+        line("XXX"),
+        line("PER", "not-an-address"),
+        line(c17="peut-être"),
+        line(c9="Dupont\ufffd"),
+        "PER|short",
+    ],
+)
+def test_index_line_hashes_as_the_entry_does(text: str) -> None:
+    """The index pass skips building entries; it must hash exactly as they do."""
+    parsed, indexed = parse_line(text), index_line(text)
+    if isinstance(parsed, str):
+        assert indexed == parsed
+    else:
+        assert indexed == (parsed.address, parsed.content_hash)
+
+
+def test_index_counts_as_scan_does(make_zip: Callable[..., Path]) -> None:
+    path = make_zip([*sample.lines(range(30), duplicates=3), line("BAD"), "", "PER|short"])
+    scanned, indexed = ScanStats(), ScanStats()
+    entries = [(e.address, e.content_hash) for e in ExtractionSource(path).scan(scanned)]
+    assert list(ExtractionSource(path).index(indexed)) == entries
+    assert indexed == scanned and scanned.invalid == 2

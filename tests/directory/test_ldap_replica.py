@@ -80,3 +80,29 @@ async def test_full_sample_round_trips(ldap_replica: LdapReplica, make_zip: Make
     path = make_zip(sample.lines(range(25)))
     await run_sync(ExtractionSource(path), ldap_replica)
     assert (await ldap_replica.counts())["total"] == 25
+
+
+async def test_searches_span_several_pages(ldap_replica: LdapReplica, make_zip: MakeZip) -> None:
+    """Index, counts and local entries are read page by page (``ldap_wire.paged_search``)."""
+    ldap_replica.page_size = 4
+    path = make_zip(sample.lines(range(11)))
+    ours = [DirectoryEntry("PER", f"moi{i}@ours.mssante.fr", last_name="Été") for i in range(5)]
+    await run_sync(ExtractionSource(path), ldap_replica)
+    await run_sync(LocalSource(ours), ldap_replica)
+    index = await ldap_replica.load_index()
+    assert len(index) == 16
+    assert {a for a, i in index.items() if i.scope == "local"} == {e.address for e in ours}
+    assert all(len(i.content_hash) == 16 for i in index.values())
+    assert await ldap_replica.local_entries() == ours
+    counts = await ldap_replica.counts()
+    assert counts["total"] == 16 and counts["local/PER"] == 5
+
+
+async def test_searching_a_missing_base_finds_nothing(slapd_server: Slapd) -> None:
+    replica = LdapReplica(slapd_server.url, slapd_server.root_dn, slapd_server.password,
+                          f"ou=absent,{slapd_server.suffix}", timeout=5)
+    try:
+        assert await replica.counts() == {"total": 0}
+        assert await replica.local_entries() == []
+    finally:
+        replica.close()

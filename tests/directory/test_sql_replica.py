@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from mssgw.directory import sample
+from mssgw.directory.base import SyncRefused
 from mssgw.directory.extraction import ExtractionSource
 from mssgw.directory.sql_replica import SqlReplica, last_runs, last_watermark, record_run
 from mssgw.directory.sync import run_sync
@@ -70,3 +72,13 @@ async def test_reports_are_recorded(sql_replica: SqlReplica, make_zip: MakeZip) 
     assert json.loads(run["invalid_details"]) == [[202, "1 columns, expected 31"]]
     assert await last_watermark(sql_replica.engine, "extraction") == "2025-01-01T00:00:00Z"
     assert await last_watermark(sql_replica.engine, "fhir") == ""
+
+
+async def test_sync_restores_the_garbage_collector(sql_replica: SqlReplica,
+                                                   make_zip: MakeZip) -> None:
+    """The index phase pauses the cyclic GC; it is back on after a run or a refusal."""
+    await run_sync(ExtractionSource(make_zip(sample.lines(range(20)))), sql_replica)
+    assert gc.isenabled()
+    with pytest.raises(SyncRefused):
+        await run_sync(ExtractionSource(make_zip(sample.lines(range(2)))), sql_replica)
+    assert gc.isenabled()
