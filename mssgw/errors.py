@@ -35,3 +35,15 @@ class StoreUnavailable(StoreError):
     """The database cannot be reached or is at the wrong schema version."""
 
     exit_code = 3
+
+
+def brief(exc: BaseException, limit: int = 200) -> str:
+    """One line saying what went wrong, for a log or a refusal.
+
+    Database errors wrap the driver's exception in ``orig``: its first line is
+    the useful part (never the SQL statement or its parameters, which
+    SQLAlchemy appends on later lines).
+    """
+    orig = getattr(exc, "orig", None) or exc
+    text = str(orig).strip()
+    return text.splitlines()[0][:limit] if text else type(orig).__name__

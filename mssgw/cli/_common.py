@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 from sqlalchemy.exc import DBAPIError
 
 from mssgw import config
-from mssgw.errors import ConfigError, StoreUnavailable
+from mssgw.errors import ConfigError, StoreUnavailable, brief
 from mssgw.store import Store
 
 T = TypeVar("T")
@@ -46,17 +46,11 @@ def with_store(
         try:
             return await work(store)
         except DBAPIError as exc:  # the database went away or refused mid-command
-            raise StoreUnavailable(f"database {store.display_url}: {_first_line(exc)}") from None
+            raise StoreUnavailable(f"database {store.display_url}: {brief(exc)}") from None
         finally:
             await store.close()
 
     return asyncio.run(run())
-
-
-def _first_line(exc: BaseException) -> str:
-    orig = getattr(exc, "orig", None) or exc
-    text = str(orig).strip()
-    return text.splitlines()[0] if text else type(orig).__name__
 
 
 def print_table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:

@@ -33,6 +33,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from mssgw.address import domain_of
+from mssgw.errors import brief
 from mssgw.policy.decision import Decision
 from mssgw.policy.inbound import (
     check_recipient,
@@ -42,6 +43,7 @@ from mssgw.policy.inbound import (
     store_unavailable,
 )
 from mssgw.policy.size import too_big
+from mssgw.smtp import tracing
 from mssgw.smtp.data import DataProblem
 from mssgw.smtp.dsn import wants_notice
 from mssgw.smtp.dsn_params import MailArgument, RcptArgument
@@ -160,7 +162,7 @@ class InboundSession(EsmtpSession):
             if domain_of(address) in hosted:
                 state = await self.service.mailbox_state(address)
         except Exception as exc:  # database down: retry later, never a 5xx
-            log.error("%s: recipient lookup failed: %s", self.peer_ip, _brief(exc))
+            log.error("%s: recipient lookup failed: %s", self.peer_ip, brief(exc))
             return store_unavailable()
         return check_recipient(address, hosted, state)
 
@@ -221,7 +223,7 @@ class InboundSession(EsmtpSession):
                     trace=trace,
                 )
             except Exception as exc:  # StoreError, or anything from the DB driver / disk
-                log.error("%s: delivery of %s failed: %s", self.peer_ip, txn.id, _brief(exc))
+                log.error("%s: delivery of %s failed: %s", self.peer_ip, txn.id, brief(exc))
                 decision = store_unavailable()
             else:
                 if keep and txn.sender:
@@ -299,29 +301,21 @@ class InboundSession(EsmtpSession):
         message_id: str | None,
         size: int | None,
     ) -> TraceRecord:
-        return TraceRecord(
+        return tracing.step_record(
             category="transport",
             action=f"{self.env.name}.{stage}",
-            result=_RESULT[decision.kind],
+            decision=decision,
             actor=self.peer_dn,
             peer_ip=self.peer_ip,
-            tls=self.tls.describe() if self.tls is not None else None,
+            tls=self.tls,
             sender=txn.sender,
-            recipients=",".join(recipients) or None,
+            recipients=recipients,
             message_id=message_id,
             size=size,
-            code=f"{decision.smtp_code} {decision.enhanced}",
-            reason=decision.reason,
         )
 
     async def _add_trace(self, record: TraceRecord) -> None:
-        try:
-            await self.app.store.traces.add(record)
-        except Exception as exc:
-            log.error("%s: trace not written: %s", self.peer_ip, _brief(exc))
-
-
-_RESULT = {"accept": "accepted", "tempfail": "deferred", "reject": "refused"}
+        await tracing.write(self.app.store, record, self.peer_ip)
 
 
 def _has_dsn(txn: Transaction) -> bool:
@@ -330,9 +324,3 @@ def _has_dsn(txn: Transaction) -> bool:
         or txn.mail.ret
         or any(r.params.notify or r.params.orcpt for r in txn.recipients)
     )
-
-
-def _brief(exc: BaseException) -> str:
-    orig = getattr(exc, "orig", None) or exc
-    text = str(orig).strip()
-    return text.splitlines()[0][:200] if text else type(orig).__name__

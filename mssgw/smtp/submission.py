@@ -77,7 +77,7 @@ from mssgw.auth.sasl import (
 )
 from mssgw.auth.service import AuthFailure, AuthService, Context
 from mssgw.directory.lookup import DirectoryUnavailable
-from mssgw.errors import MssgwError
+from mssgw.errors import MssgwError, brief
 from mssgw.policy.decision import Decision
 from mssgw.policy.inbound import check_recipient_count, store_unavailable
 from mssgw.policy.size import too_big
@@ -91,6 +91,7 @@ from mssgw.policy.submission import (
     check_sender,
     size_limit,
 )
+from mssgw.smtp import tracing
 from mssgw.smtp.data import DataProblem
 from mssgw.smtp.dsn_params import MailArgument, RcptArgument, split_path
 from mssgw.smtp.inbound import InboundService
@@ -149,7 +150,6 @@ AUTH_LINE_TOO_LONG = _d(500, "5.5.6", "authentication exchange line is too long"
 NO_LISTE = _d(451, "4.7.0", "no valid liste blanche in use, try again later")
 
 _AUTH_PARAM = re.compile(r"(?i)(^|\s)AUTH=\S*")
-_RESULT = {"accept": "accepted", "tempfail": "deferred", "reject": "refused"}
 
 
 def _with(decision: Decision, enhanced: str) -> Decision:
@@ -352,7 +352,7 @@ class SubmissionSession(EsmtpSession):
         try:
             self.usable = await self._usable(identity)
         except Exception as exc:
-            log.error("%s: mailbox lookup failed: %s", self.peer_ip, _brief(exc))
+            log.error("%s: mailbox lookup failed: %s", self.peer_ip, brief(exc))
             return AUTH_BUSY
         self.identity = identity
         return AUTH_OK
@@ -414,7 +414,7 @@ class SubmissionSession(EsmtpSession):
             hosted = domain in await local.hosted_domains()
             state = await local.mailbox_state(address) if hosted else None
         except Exception as exc:  # database down: retry later, never a 5xx
-            log.error("%s: recipient lookup failed: %s", self.peer_ip, _brief(exc))
+            log.error("%s: recipient lookup failed: %s", self.peer_ip, brief(exc))
             return store_unavailable()
         liste = self.app.trust.liste if self.app.trust is not None else None
         if not hosted and liste is None:
@@ -454,7 +454,7 @@ class SubmissionSession(EsmtpSession):
         except DirectoryUnavailable:
             return "unavailable"
         except Exception as exc:  # a replica bug must not turn into a refusal
-            log.error("%s: directory lookup failed: %s", self.peer_ip, _brief(exc))
+            log.error("%s: directory lookup failed: %s", self.peer_ip, brief(exc))
             return "unavailable"
         return "found" if entry is not None else "absent"
 
@@ -545,7 +545,7 @@ class SubmissionSession(EsmtpSession):
                 envelope=Envelope(txn.sender or "", txn.mail.envid, txn.mail.ret),
             )
         except Exception as exc:  # StoreError, or anything from the DB driver / disk
-            log.error("%s: delivery of %s failed: %s", self.peer_ip, txn.id, _brief(exc))
+            log.error("%s: delivery of %s failed: %s", self.peer_ip, txn.id, brief(exc))
             return store_unavailable()
         if remote:
             self.service.wake_relay()
@@ -605,27 +605,22 @@ class SubmissionSession(EsmtpSession):
         size: int | None,
     ) -> None:
         await self._add_trace(
-            TraceRecord(
+            tracing.step_record(
                 category="client",
                 action=f"{self.env.name}.{stage}",
-                result=_RESULT[decision.kind],
+                decision=decision,
                 actor=self.identity.actor if self.identity is not None else None,
                 peer_ip=self.peer_ip,
-                tls=self.tls.describe() if self.tls is not None else None,
+                tls=self.tls,
                 sender=txn.sender,
-                recipients=",".join(recipients) or None,
+                recipients=recipients,
                 message_id=message_id,
                 size=size,
-                code=f"{decision.smtp_code} {decision.enhanced}",
-                reason=decision.reason,
             )
         )
 
     async def _add_trace(self, record: TraceRecord) -> None:
-        try:
-            await self.app.store.traces.add(record)
-        except Exception as exc:
-            log.error("%s: trace not written: %s", self.peer_ip, _brief(exc))
+        await tracing.write(self.app.store, record, self.peer_ip)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -657,12 +652,6 @@ def header_from(head: bytes) -> list[str]:
     if current is not None:
         values.append(" ".join(p.strip() for p in current))
     return [address for _, address in getaddresses(values) if address]
-
-
-def _brief(exc: BaseException) -> str:
-    orig = getattr(exc, "orig", None) or exc
-    text = str(orig).strip()
-    return text.splitlines()[0][:200] if text else type(orig).__name__
 
 
 # --------------------------------------------------------------------------- listeners

@@ -20,7 +20,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from mssgw.errors import StoreUnavailable
+from mssgw.errors import StoreUnavailable, brief
 from mssgw.store import schema
 from mssgw.store.blobs import BlobStore
 from mssgw.store.committer import GroupCommitter, WriteLock
@@ -141,7 +141,7 @@ class Store:
                 await conn.execute(text("SELECT 1"))
         except (OperationalError, DBAPIError, OSError) as exc:
             raise StoreUnavailable(
-                f"database {self.display_url} unreachable: {_short(exc)}"
+                f"database {self.display_url} unreachable: {brief(exc)}"
             ) from None
 
     async def upgrade(self) -> tuple[set[str], set[str]]:
@@ -211,8 +211,3 @@ def _ensure_sqlite_parent(url: str) -> None:
             raise StoreUnavailable(
                 f"{database}: cannot create its folder: {exc.strerror}"
             ) from None
-
-
-def _short(exc: BaseException) -> str:
-    orig = getattr(exc, "orig", None) or exc
-    return str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__

@@ -38,7 +38,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Connection, Engine
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from mssgw.errors import StoreError
+from mssgw.errors import StoreError, brief
 
 T = TypeVar("T")
 Work = Callable[[Connection], Any]
@@ -183,7 +183,7 @@ class GroupCommitter:
         except Exception as exc:  # COMMIT (or an fsync) failed: nothing of the batch is visible
             log.error("store commit failed for %d change(s): %s", len(batch), type(exc).__name__)
             failure = (
-                exc if isinstance(exc, StoreError) else StoreError(f"commit failed: {_brief(exc)}")
+                exc if isinstance(exc, StoreError) else StoreError(f"commit failed: {brief(exc)}")
             )
             for unit in batch:
                 _settle(unit.future, error=failure)
@@ -288,9 +288,3 @@ def _settle(
         future.set_exception(error)
     else:
         future.set_result(result)
-
-
-def _brief(exc: BaseException) -> str:
-    orig = getattr(exc, "orig", None) or exc
-    text = str(orig).strip()
-    return text.splitlines()[0] if text else type(orig).__name__
