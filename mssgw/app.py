@@ -201,11 +201,15 @@ class App:
 
     async def _daily(self) -> None:
         """Housekeeping at start, then every 24 hours."""
+        keep = timedelta(days=self.settings.relay.keep_finished_days)
         while True:
             try:
                 await self.purge_traces()
+                forgotten = await self.store.queue.purge_finished(keep)
+                if forgotten:
+                    log.info("forgot %d finished queue row(s) past retention", forgotten)
             except MssgwError as exc:
-                log.error("trace purge failed: %s", exc)
+                log.error("housekeeping failed: %s", exc)
             await asyncio.sleep(86400)
 
     async def reload(self) -> None:

@@ -183,6 +183,8 @@ class RelaySettings:
     routes: dict[str, str] = field(default_factory=dict)
     #: Seconds between polls of the queue when idle.
     poll_interval: int = 5
+    #: Days delivered and failed queue rows (and their history) are kept.
+    keep_finished_days: int = 30
 
 
 @dataclass(frozen=True)
@@ -429,6 +431,7 @@ def _validate_relay(settings: Settings) -> None:
         "connect_timeout",
         "command_timeout",
         "poll_interval",
+        "keep_finished_days",
     ):
         _positive(src, f"relay.{key}", getattr(relay, key))
     for domain, target in relay.routes.items():

@@ -314,6 +314,24 @@ class Queue:
 
     # ------------------------------------------------------------------ operator
 
+    async def purge_finished(self, keep: timedelta, *, at: datetime | None = None) -> int:
+        """Forget delivered and failed rows, and their history, older than ``keep``.
+
+        Their blobs are no longer referenced by them (``db gc`` removes what
+        nothing else uses); traces keep the transport record for longer (TRACE-1).
+        """
+        cutoff = (at or now()) - keep
+        finished = [QueueState.DELIVERED.value, QueueState.FAILED.value]
+        queue, events = table(QueueEntry), table(QueueEvent)
+
+        def work(conn: Connection) -> int:
+            old = select(queue.c.id).where(queue.c.state.in_(finished), queue.c.updated_at < cutoff)
+            conn.execute(delete(events).where(events.c.queue_id.in_(old)))
+            conn.execute(delete(events).where(events.c.at < cutoff))
+            return int(conn.execute(delete(queue).where(queue.c.id.in_(old))).rowcount or 0)
+
+        return await self.store.committer.run(work)
+
     async def hold(self, entry_id: int, *, actor: str = "operator") -> QueueEntry:
         """Stop attempts on a queued row until it is released."""
         return await self._transition(
