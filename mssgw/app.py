@@ -28,7 +28,6 @@ if TYPE_CHECKING:
     from mssgw.directory.lookup import DirectoryLookup
     from mssgw.smtp.relay import RelayWorker
 from mssgw.store import Store
-from mssgw.store.traces import Category
 from mssgw.web.autoconfig import ClientEndpoints
 from mssgw.web.http import HttpService
 
@@ -187,14 +186,11 @@ class App:
     async def purge_traces(self, *, at: datetime | None = None) -> dict[str, int]:
         """Delete traces past their retention (SPEC TRACE-1); return how many per category."""
         keep = self.settings.traces
-        ages: dict[Category, int] = {
-            "transport": keep.transport_retention_days,
-            "admin": keep.transport_retention_days,
-            "client": keep.client_retention_days,
-        }
-        removed: dict[str, int] = {}
-        for category, days in ages.items():
-            removed[category] = await self.store.traces.purge(category, timedelta(days=days), at=at)
+        removed = await self.store.traces.purge_past_retention(
+            transport_days=keep.transport_retention_days,
+            client_days=keep.client_retention_days,
+            at=at,
+        )
         if any(removed.values()):
             log.info("traces purged past retention: %s", removed)
         return removed

@@ -27,6 +27,7 @@ GROUPS = (
     "trust",
     "queue",
     "directory",
+    "trace",
     "db",
     "demo",
 )

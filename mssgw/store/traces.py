@@ -64,6 +64,17 @@ class Traces:
         async with self.store.read() as s:
             return (await s.scalars(query)).all()
 
+    async def purge_past_retention(
+        self, *, transport_days: int, client_days: int, at: datetime | None = None
+    ) -> dict[str, int]:
+        """TRACE-1 retention: transport and admin traces, then client actions."""
+        ages: dict[Category, int] = {
+            "transport": transport_days,
+            "admin": transport_days,
+            "client": client_days,
+        }
+        return {c: await self.purge(c, timedelta(days=d), at=at) for c, d in ages.items()}
+
     async def purge(
         self, category: Category, keep: timedelta, *, at: datetime | None = None
     ) -> int:
@@ -84,11 +95,23 @@ _INSERT = (
 def defer_trace(conn: Connection, record: TraceRecord, at: datetime) -> None:
     """Insert ``record`` with the rest of the committer's batch (in a ``defers`` unit)."""
     hot = hot_sql(conn.dialect)
-    deferred(conn, _flush).append((
-        hot.utc(at), record.category, record.action, record.result, record.actor,
-        record.peer_ip, record.tls, record.sender, record.recipients, record.message_id,
-        record.size, record.code, record.reason,
-    ))
+    deferred(conn, _flush).append(
+        (
+            hot.utc(at),
+            record.category,
+            record.action,
+            record.result,
+            record.actor,
+            record.peer_ip,
+            record.tls,
+            record.sender,
+            record.recipients,
+            record.message_id,
+            record.size,
+            record.code,
+            record.reason,
+        )
+    )
 
 
 def _flush(conn: Connection, rows: list[Any]) -> None:
