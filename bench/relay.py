@@ -42,7 +42,6 @@ import base64
 import os
 import re
 import shutil
-import signal
 import sqlite3
 import ssl
 import statistics
@@ -64,6 +63,8 @@ from mssgw.store.mailboxes import NewMailbox
 from mssgw.store.models import MailboxType
 from mssgw.tls import devpki
 from tests.smtp.inbound_support import RawClient, client_context
+from tests.support import process
+from tests.support.process import cpu_seconds
 
 A_USER = "jean.dupont@op1.mssante.test"
 B_USER = "marie.martin@op2.mssante.test"
@@ -74,53 +75,29 @@ _PORT_RE = re.compile(rb"listener (mta|submission) on 127\.0\.0\.1:(\d+)")
 # --------------------------------------------------------------------------- processes
 
 
-def _drain(proc: subprocess.Popen[bytes]) -> None:
-    assert proc.stderr is not None
-    while proc.stderr.readline():
-        pass
-
-
 def start(config_path: Path, listener: str) -> tuple[subprocess.Popen[bytes], int]:
     """``mssgw serve``; return it with the port of ``listener`` (from its log line)."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "mssgw", "--config", str(config_path), "serve"],
-        stderr=subprocess.PIPE,
-        stdout=subprocess.DEVNULL,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    assert proc.stderr is not None
-    seen = b""
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        line = proc.stderr.readline()
-        seen += line
-        if not line:
-            break
+
+    def port_in(line: bytes) -> int | None:
         found = _PORT_RE.search(line)
-        if found and found.group(1).decode() == listener:
-            threading.Thread(target=_drain, args=(proc,), daemon=True).start()
-            return proc, int(found.group(2))
-    proc.kill()
-    raise RuntimeError(f"mssgw serve did not start: {seen.decode(errors='replace')[-2000:]}")
+        return int(found.group(2)) if found and found.group(1).decode() == listener else None
+
+    argv = [sys.executable, "-m", "mssgw", "--config", str(config_path), "serve"]
+    return process.start(argv, port_in)
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(40)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(10)
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    process.stop(proc, grace=40)
 
 
 async def prepare(
-    state: Path, pki: dict[str, Any], operator: int, listener: str, user: str,
-    routes: dict[str, str] | None = None, relay: str = "",
+    state: Path,
+    pki: dict[str, Any],
+    operator: int,
+    listener: str,
+    user: str,
+    routes: dict[str, str] | None = None,
+    relay: str = "",
 ) -> tuple[Path, str]:
     """Configuration, schema, the user's mailbox (and a password); ``(config, password)``."""
     state.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 - set-up, nothing runs yet
@@ -217,9 +194,7 @@ class Run:
         return self.count / self.seconds
 
 
-async def client(
-    port: int, ctx: ssl.SSLContext, login: tuple[str, str] | None
-) -> RawClient:
+async def client(port: int, ctx: ssl.SSLContext, login: tuple[str, str] | None) -> RawClient:
     c = await RawClient.connect(port)
     await c.open_session(ctx, helo="bench.op1.mssante.test")
     if login is not None:
@@ -231,9 +206,18 @@ async def client(
 
 
 async def load(
-    mode: str, port: int, ctx: ssl.SSLContext, login: tuple[str, str] | None,
-    arrivals: Arrivals, count: int, senders: int, pids: dict[str, int], tag: str,
-    *, reuse: bool = True, one_by_one: bool = False,
+    mode: str,
+    port: int,
+    ctx: ssl.SSLContext,
+    login: tuple[str, str] | None,
+    arrivals: Arrivals,
+    count: int,
+    senders: int,
+    pids: dict[str, int],
+    tag: str,
+    *,
+    reuse: bool = True,
+    one_by_one: bool = False,
 ) -> Run:
     clients = [await client(port, ctx, login) for _ in range(senders)]
     acked: dict[str, float] = {}
@@ -297,7 +281,11 @@ async def main(args: argparse.Namespace) -> None:
         b_proc, b_port = start(b_config, "mta")
         procs.append(b_proc)
         a_config, password = await prepare(
-            root / "a", pki, 0, "submission", A_USER,
+            root / "a",
+            pki,
+            0,
+            "submission",
+            A_USER,
             routes={"op2.mssante.test": f"127.0.0.1:{b_port}"},
             relay=f"workers = {args.workers}\n" if args.workers else "",
         )
@@ -311,18 +299,65 @@ async def main(args: argparse.Namespace) -> None:
         with Arrivals(root / "b" / "mssgw.db", B_USER, args.poll / 1000) as arrivals:
             # warm-up: first connections, caches, imports
             await load("direct", b_port, direct_ctx, None, arrivals, 20, 2, pids, "warm-d")
-            await load("relay", a_port, user_ctx, (A_USER, password), arrivals, 20, 2, pids,
-                       "warm-r")
+            await load(
+                "relay", a_port, user_ctx, (A_USER, password), arrivals, 20, 2, pids, "warm-r"
+            )
             for i in range(args.rounds):
-                runs.append(await load("direct", b_port, direct_ctx, None, arrivals,
-                                       args.messages, args.senders, pids, f"d{i}"))
-                runs.append(await load("direct-new", b_port, direct_ctx, None, arrivals,
-                                       args.messages, args.senders, pids, f"n{i}", reuse=False))
-                runs.append(await load("relay", a_port, user_ctx, (A_USER, password), arrivals,
-                                       args.messages, args.senders, pids, f"r{i}"))
+                runs.append(
+                    await load(
+                        "direct",
+                        b_port,
+                        direct_ctx,
+                        None,
+                        arrivals,
+                        args.messages,
+                        args.senders,
+                        pids,
+                        f"d{i}",
+                    )
+                )
+                runs.append(
+                    await load(
+                        "direct-new",
+                        b_port,
+                        direct_ctx,
+                        None,
+                        arrivals,
+                        args.messages,
+                        args.senders,
+                        pids,
+                        f"n{i}",
+                        reuse=False,
+                    )
+                )
+                runs.append(
+                    await load(
+                        "relay",
+                        a_port,
+                        user_ctx,
+                        (A_USER, password),
+                        arrivals,
+                        args.messages,
+                        args.senders,
+                        pids,
+                        f"r{i}",
+                    )
+                )
             for i in range(args.rounds):
-                runs.append(await load("relay-idle", a_port, user_ctx, (A_USER, password),
-                                       arrivals, 30, 1, pids, f"i{i}", one_by_one=True))
+                runs.append(
+                    await load(
+                        "relay-idle",
+                        a_port,
+                        user_ctx,
+                        (A_USER, password),
+                        arrivals,
+                        30,
+                        1,
+                        pids,
+                        f"i{i}",
+                        one_by_one=True,
+                    )
+                )
         report(runs, args)
     finally:
         for proc in reversed(procs):
@@ -354,10 +389,14 @@ def report(runs: list[Run], args: argparse.Namespace) -> None:
     print(f"  relay / direct throughput: {ratio:.2f}x  (target >= 0.8x: {verdict})")
     fresh = summary["relay"][0] / summary["direct-new"][0]
     print(f"  relay / direct-new (a new connection per message): {fresh:.2f}x")
-    cpu = {m: sum(statistics.median(r.cpu_ms[k] for r in runs if r.mode == m) for k in ("A", "B"))
-           for m in ("direct", "relay")}
-    print(f"  CPU per message: relay A+B {cpu['relay']:.2f} ms, direct B {cpu['direct']:.2f} ms;"
-          f" CPU-bound ceiling {cpu['direct'] / cpu['relay']:.2f}x")
+    cpu = {
+        m: sum(statistics.median(r.cpu_ms[k] for r in runs if r.mode == m) for k in ("A", "B"))
+        for m in ("direct", "relay")
+    }
+    print(
+        f"  CPU per message: relay A+B {cpu['relay']:.2f} ms, direct B {cpu['direct']:.2f} ms;"
+        f" CPU-bound ceiling {cpu['direct'] / cpu['relay']:.2f}x"
+    )
 
 
 if __name__ == "__main__":
@@ -365,7 +404,11 @@ if __name__ == "__main__":
     parser.add_argument("--messages", type=int, default=300)
     parser.add_argument("--senders", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--workers", type=int, default=0,
-                        help="A's [relay] workers (default: the configuration's default, 4)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        help="A's [relay] workers (default: the configuration's default, 4)",
+    )
     parser.add_argument("--poll", type=float, default=5.0, help="arrival poll interval, ms")
     asyncio.run(main(parser.parse_args()))

@@ -28,7 +28,6 @@ import asyncio
 import os
 import re
 import shutil
-import signal
 import ssl
 import subprocess
 import sys
@@ -44,7 +43,9 @@ from mssgw.smtp.data import stuff
 from mssgw.store import Store
 from mssgw.tls import devpki
 from tests.smtp.inbound_support import RawClient, add_mailbox, sender_context
+from tests.support import process
 from tests.support.gateway import gateway_config
+from tests.support.process import cpu_seconds, stop
 
 MESSAGE_SIZE = 4096
 _PORT_RE = re.compile(rb"(?:listener mta on 127\.0\.0\.1:|NULL-SMTP-PORT )(\d+)")
@@ -53,45 +54,14 @@ _PORT_RE = re.compile(rb"(?:listener mta on 127\.0\.0\.1:|NULL-SMTP-PORT )(\d+)"
 # --------------------------------------------------------------------------- servers
 
 
-def _drain(proc: subprocess.Popen[bytes]) -> None:
-    assert proc.stderr is not None
-    while proc.stderr.readline():
-        pass
-
-
 async def start(argv: list[str]) -> tuple[subprocess.Popen[bytes], int]:
     """Start a server process; return it with the port it printed."""
-    proc = subprocess.Popen(  # noqa: ASYNC220 - starting it does not block
-        argv, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    assert proc.stderr is not None
-    loop = asyncio.get_running_loop()
-    seen = b""
-    while True:
-        line = await asyncio.wait_for(loop.run_in_executor(None, proc.stderr.readline), 60)
-        seen += line
-        if not line:
-            raise RuntimeError(f"{argv[:4]} exited: {seen.decode(errors='replace')}")
-        found = _PORT_RE.search(line)
-        if found:
-            loop.run_in_executor(None, _drain, proc)
-            return proc, int(found.group(1))
+    return await asyncio.to_thread(process.start, argv, _port_in)
 
 
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(10)
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process (all its threads) so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+def _port_in(line: bytes) -> int | None:
+    found = _PORT_RE.search(line)
+    return int(found.group(1)) if found else None
 
 
 def peak_rss_mb(pid: int) -> float:
@@ -111,7 +81,9 @@ def null_server_main(pki_dir: str) -> None:
     op = manifest["operators"][0]
     holder = ReloadingContext(
         TlsFiles(op["certificate"], op["key"], manifest["anchors"], [manifest["crl"]]),
-        side="server", profile="mssante", client_cert="required",
+        side="server",
+        profile="mssante",
+        client_cert="required",
     )
 
     class Null:
@@ -124,9 +96,17 @@ def null_server_main(pki_dir: str) -> None:
         logging.getLogger("mail.log").setLevel(logging.ERROR)
         loop = asyncio.get_running_loop()
         server = await loop.create_server(
-            lambda: SMTP(Null(), tls_context=holder.current, require_starttls=True,
-                         hostname=op["host"], data_size_limit=50 * 1024 * 1024, loop=loop),
-            "127.0.0.1", 0, backlog=512,
+            lambda: SMTP(
+                Null(),
+                tls_context=holder.current,
+                require_starttls=True,
+                hostname=op["host"],
+                data_size_limit=50 * 1024 * 1024,
+                loop=loop,
+            ),
+            "127.0.0.1",
+            0,
+            backlog=512,
         )
         print(f"NULL-SMTP-PORT {server.sockets[0].getsockname()[1]}", file=sys.stderr, flush=True)
         await asyncio.Event().wait()
@@ -144,8 +124,10 @@ def _manifest(pki_dir: Path) -> dict[str, Any]:
 
 
 def payload(tag: str, size: int = MESSAGE_SIZE) -> bytes:
-    head = (f"From: dr.martin@op2.mssante.test\r\nSubject: bench\r\n"
-            f"Message-ID: <{tag}@op2.mssante.test>\r\nX-MSS-NIL: BENCH\r\n\r\n").encode()
+    head = (
+        f"From: dr.martin@op2.mssante.test\r\nSubject: bench\r\n"
+        f"Message-ID: <{tag}@op2.mssante.test>\r\nX-MSS-NIL: BENCH\r\n\r\n"
+    ).encode()
     line = b"x" * 76 + b"\r\n"
     body = line * ((size - len(head)) // len(line))
     return stuff(head + body)
@@ -166,8 +148,9 @@ async def session(port: int, ctx: ssl.SSLContext) -> RawClient:
     return c
 
 
-async def run_load(port: int, ctx: ssl.SSLContext, rcpt: str, senders: int, seconds: float,
-                   reuse: bool, pid: int) -> tuple[float, float]:
+async def run_load(
+    port: int, ctx: ssl.SSLContext, rcpt: str, senders: int, seconds: float, reuse: bool, pid: int
+) -> tuple[float, float]:
     """(messages acknowledged per second, server CPU ms per message)."""
     done = 0
     cpu0 = cpu_seconds(pid)
@@ -256,16 +239,28 @@ async def main(args: argparse.Namespace) -> None:
                     )
             finally:
                 stop(proc)
-        print(f"inbound SMTP, {args.senders} senders, {MESSAGE_SIZE} B messages, "
-              f"STARTTLS + client certificate, {args.seconds:g} s per run, {os.cpu_count()} cores")
-        print("postfix: " + ("installed but not run by this script" if shutil.which("postfix")
-                             else "not installed, no baseline"))
+        print(
+            f"inbound SMTP, {args.senders} senders, {MESSAGE_SIZE} B messages, "
+            f"STARTTLS + client certificate, {args.seconds:g} s per run, {os.cpu_count()} cores"
+        )
+        print(
+            "postfix: "
+            + (
+                "installed but not run by this script"
+                if shutil.which("postfix")
+                else "not installed, no baseline"
+            )
+        )
         for mode, label in (("new", "new connection per message"), ("reuse", "reused connections")):
             (null, null_cpu), (ours, our_cpu) = results["null"][mode], results["mssgw"][mode]
-            print(f"  {label:28s} null handler {null:8.1f} msg/s   mssgw {ours:8.1f} msg/s   "
-                  f"ratio {ours / null:5.2f}x  (target >= 0.5x)")
-            print(f"  {'':28s} server CPU per message: null {null_cpu:5.2f} ms, "
-                  f"mssgw {our_cpu:5.2f} ms")
+            print(
+                f"  {label:28s} null handler {null:8.1f} msg/s   mssgw {ours:8.1f} msg/s   "
+                f"ratio {ours / null:5.2f}x  (target >= 0.5x)"
+            )
+            print(
+                f"  {'':28s} server CPU per message: null {null_cpu:5.2f} ms, "
+                f"mssgw {our_cpu:5.2f} ms"
+            )
         if args.no_rss:
             return
         print("burst: 20 messages of 20 MB at once")
@@ -277,8 +272,9 @@ async def main(args: argparse.Namespace) -> None:
             finally:
                 stop(proc)
             target = "  (target <= 200 MB)" if name == "mssgw" else ""
-            print(f"  {name:6s} peak RSS {rss:7.1f} MB, "
-                  f"all acknowledged in {seconds:5.1f} s{target}")
+            print(
+                f"  {name:6s} peak RSS {rss:7.1f} MB, all acknowledged in {seconds:5.1f} s{target}"
+            )
     finally:
         shutil.rmtree(root, ignore_errors=True)
 

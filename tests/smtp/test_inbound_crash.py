@@ -9,7 +9,6 @@ state.  Messages are identified by Message-ID.
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import signal
 import subprocess
@@ -24,6 +23,7 @@ from mssgw.smtp.data import stuff
 from mssgw.store import Store
 from mssgw.store.models import Message
 from tests.smtp.inbound_support import RawClient, add_mailbox, message, sender_context
+from tests.support import process
 from tests.support.gateway import gateway_config
 
 SENDERS = 16
@@ -32,30 +32,13 @@ _PORT_RE = re.compile(rb"listener mta on 127\.0\.0\.1:(\d+)")
 
 
 async def start(config_path: Path) -> tuple[subprocess.Popen[bytes], int]:
-    proc = subprocess.Popen(  # noqa: ASYNC220 - starting it does not block
-        [sys.executable, "-m", "mssgw", "--config", str(config_path), "serve"],
-        stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    assert proc.stderr is not None
-    loop = asyncio.get_running_loop()
-    seen = b""
-    while True:
-        line = await asyncio.wait_for(loop.run_in_executor(None, proc.stderr.readline), 30)
-        seen += line
-        if not line:
-            raise AssertionError(f"gateway exited: {seen.decode(errors='replace')}")
-        found = _PORT_RE.search(line)
-        if found:
-            # Keep draining stderr so the child never blocks on a full pipe.
-            loop.run_in_executor(None, _drain, proc)
-            return proc, int(found.group(1))
+    argv = [sys.executable, "-m", "mssgw", "--config", str(config_path), "serve"]
+    return await asyncio.to_thread(process.start, argv, _port_in, timeout=30)
 
 
-def _drain(proc: subprocess.Popen[bytes]) -> None:
-    assert proc.stderr is not None
-    while proc.stderr.readline():
-        pass
+def _port_in(line: bytes) -> int | None:
+    found = _PORT_RE.search(line)
+    return int(found.group(1)) if found else None
 
 
 async def sender(
