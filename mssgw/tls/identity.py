@@ -77,7 +77,6 @@ _ALIASES: dict[str, str] = {
     **{short: short for short in _SHORT_BY_OID.values()},
 }
 _OID_RE = re.compile(r"^(OID\.)?([0-2](\.\d+)+)$", re.IGNORECASE)
-_SPACES = re.compile(r"\s+")
 _HEX2 = re.compile(r"[0-9A-Fa-f]{2}")
 
 
@@ -95,8 +94,14 @@ def canonical_type(name: str) -> str:
 
 
 def canonical_value(value: str) -> str:
-    """NFC, trimmed, inner white space runs collapsed (RFC 4518 §2.6.1)."""
-    return _SPACES.sub(" ", unicodedata.normalize("NFC", value)).strip()
+    """NFC, trimmed, inner white space runs collapsed (RFC 4518 §2.6.1).
+
+    ``str.split()`` and ``\\s`` agree on what white space is (both use
+    ``str.isspace``), and NFC leaves ASCII unchanged.
+    """
+    if not value.isascii():
+        value = unicodedata.normalize("NFC", value)
+    return " ".join(value.split())
 
 
 _NEEDS_ESCAPE = re.compile(r'[,+"\\<>;\x00]|^[# ]| $')
@@ -118,7 +123,14 @@ def _escape(value: str) -> str:
 
 
 def _render(rdns: Sequence[RDN]) -> str:
-    return ",".join("+".join(f"{t}={_escape(v)}" for t, v in sorted(rdn)) for rdn in rdns)
+    parts = []
+    for rdn in rdns:
+        if len(rdn) == 1:  # the common case, without sorting and joining
+            kind, value = rdn[0]
+            parts.append(f"{kind}={_escape(value)}")
+        else:
+            parts.append("+".join(f"{t}={_escape(v)}" for t, v in sorted(rdn)))
+    return ",".join(parts)
 
 
 # --------------------------------------------------------------------------- parsing

@@ -151,17 +151,14 @@ def _remove_enveloped(signature: etree._Element) -> None:
     parent.remove(signature)
 
 
-def verify_enveloped(root: etree._Element) -> tuple[list[x509.Certificate], bytes]:
-    """Verify the enveloped signature of ``root``; return the signer chain
-    and the canonical bytes that were signed (the caller may read them: they
-    are exactly what the digest covers).
+def verify_signed_info(signature: etree._Element) -> tuple[list[x509.Certificate], bytes]:
+    """Check the profile and the RSA signature over SignedInfo.
 
-    Cryptography only: certificate validity, chain and expected subject are
-    the caller's business (they depend on the instant and configuration).
-    The signature element is removed from the tree (the enveloped transform),
-    leaving exactly the signed content for the caller to read.
+    Returns the signer chain and the digest SignedInfo commits to; the
+    caller compares it with the digest of the content (``check_digest``).
     """
-    signature = find_signature(root)
+    if signature.tag != _ds("Signature") or sum(1 for _ in signature.iter(_ds("Signature"))) != 1:
+        raise SignatureError("exactly one ds:Signature element is allowed")
     signed_info, digest, sig_value = _signed_info(signature)
     chain = signer_chain(signature)
     key = chain[0].public_key()
@@ -176,8 +173,28 @@ def verify_enveloped(root: etree._Element) -> tuple[list[x509.Certificate], byte
         raise SignatureError(
             "signature value does not verify with the signer certificate's key"
         ) from None
+    return chain, digest
+
+
+def check_digest(actual: bytes, signed: bytes) -> None:
+    """The SHA-256 of the canonical content equals the digest that was signed."""
+    if not hmac.compare_digest(actual, signed):
+        raise SignatureError("digest mismatch: the document was modified after it was signed")
+
+
+def verify_enveloped(root: etree._Element) -> tuple[list[x509.Certificate], bytes]:
+    """Verify the enveloped signature of ``root``; return the signer chain
+    and the canonical bytes that were signed (the caller may read them: they
+    are exactly what the digest covers).
+
+    Cryptography only: certificate validity, chain and expected subject are
+    the caller's business (they depend on the instant and configuration).
+    The signature element is removed from the tree (the enveloped transform),
+    leaving exactly the signed content for the caller to read.
+    """
+    signature = find_signature(root)
+    chain, digest = verify_signed_info(signature)
     _remove_enveloped(signature)
     content = etree.tostring(root, method="c14n", exclusive=True, with_comments=False)
-    if not hmac.compare_digest(hashlib.sha256(content).digest(), digest):
-        raise SignatureError("digest mismatch: the document was modified after it was signed")
+    check_digest(hashlib.sha256(content).digest(), digest)
     return chain, content
