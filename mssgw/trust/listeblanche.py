@@ -12,8 +12,10 @@ development PKI and the tests use it.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -54,6 +56,17 @@ _FIELDS = (
 Extra = tuple[str | bytes, str | bytes, str | bytes, str | bytes]
 #: One Domaine: (lower-case domain, DN as written, display fields).
 RawEntry = tuple[str, str, Extra]
+#: The same by column, one value per Domaine: domain, DN, then the display
+#: fields.  The fast path gets columns by slicing; nothing per entry is built
+#: until ``info`` is first asked.
+Columns = tuple[
+    Sequence[str],
+    Sequence[str],
+    Sequence[str | bytes],
+    Sequence[str | bytes],
+    Sequence[str | bytes],
+    Sequence[str | bytes],
+]
 
 
 class ListeBlancheError(MssgwError):
@@ -101,7 +114,7 @@ class ListeBlanche:
     signer: x509.Certificate
     sha256: str
     _index: dict[str, frozenset[str]] = field(repr=False)
-    _info: dict[str, list[RawEntry]] = field(repr=False)
+    _rows: Columns = field(repr=False)
     #: Entries skipped because their DN could not be parsed (fail closed for
     #: that DN only; a signed list is otherwise taken whole).
     skipped: tuple[str, ...] = ()
@@ -112,6 +125,15 @@ class ListeBlanche:
 
     def is_listed(self, domain: str) -> bool:
         return domain in self._index or domain.lower() in self._index
+
+    @functools.cached_property
+    def _info(self) -> dict[str, list[RawEntry]]:
+        """domain → entries, built on first use (display only)."""
+        domains, dns, *extra = self._rows
+        by_domain: dict[str, list[RawEntry]] = {}
+        for entry in zip(domains, dns, zip(*extra, strict=True), strict=True):
+            by_domain.setdefault(entry[0], []).append(entry)
+        return by_domain
 
     def info(self, domain: str) -> DomainInfo | None:
         raw = self._info.get(domain.lower())
@@ -253,12 +275,8 @@ def _read_canonical(canonical: bytes, count: int) -> list[RawEntry] | None:
     return entries
 
 
-def _entries_from_fields(
-    names: list[str], subjects: list[str], fields: list[bytes]
-) -> list[RawEntry]:
-    """Entries from the fast path's fields (six per Domaine, schema order)."""
-    if not names:
-        return []
+def _columns_from_fields(names: list[str], subjects: list[str], fields: list[bytes]) -> Columns:
+    """Columns from the fast path's fields (six per Domaine, schema order)."""
     if not (all(names) and all(subjects)):  # checked in C; the loop finds which
         for position, (name, subject) in enumerate(zip(names, subjects, strict=True), 1):
             if not name or not subject:
@@ -266,11 +284,10 @@ def _entries_from_fields(
                     f"Domaine #{position}: Nom and DNCertificatOperateur are required"
                 )
     joined = "<".join(names).lower()  # "<" is in no name (fastpath)
-    domains = joined.split("<")
+    domains = joined.split("<") if names else []
     if ".<" in joined or joined.endswith("."):
         domains = [name.rstrip(".") for name in domains]
-    extras = zip(fields[1::6], fields[3::6], fields[4::6], fields[5::6], strict=True)
-    return list(zip(domains, subjects, extras, strict=True))
+    return domains, subjects, fields[1::6], fields[3::6], fields[4::6], fields[5::6]
 
 
 def _load_fast(
@@ -279,7 +296,7 @@ def _load_fast(
     at: datetime,
     anchors: Sequence[x509.Certificate] | None,
     expected_signer: str | None,
-) -> tuple[datetime, x509.Certificate, list[RawEntry], str] | None:
+) -> tuple[datetime, x509.Certificate, Columns, str] | None:
     """``load_verified`` for a file whose bytes are already canonical
     (``fastpath``); None sends the caller to the general path.
 
@@ -302,7 +319,7 @@ def _load_fast(
         raise ListeBlancheError(f"liste blanche signature refused: {exc}") from None
     check_signer(chain, at=at, anchors=anchors, expected_signer=expected_signer)
     generated = _parse_time(layout.generated.decode("utf-8", "replace"), "DateDeGeneration")
-    return generated, chain[0], _entries_from_fields(*read), whole
+    return generated, chain[0], _columns_from_fields(*read), whole
 
 
 def _read_entries_generic(liste: etree._Element) -> list[RawEntry]:
@@ -346,38 +363,46 @@ def _parse_time(text: str | None, what: str) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
+def _columns(entries: Sequence[RawEntry]) -> Columns:
+    domains = [entry[0] for entry in entries]
+    dns = [entry[1] for entry in entries]
+    extra = [[entry[2][i] for entry in entries] for i in range(4)]
+    return domains, dns, extra[0], extra[1], extra[2], extra[3]
+
+
 def _index(
-    entries: Sequence[RawEntry],
-) -> tuple[dict[str, frozenset[str]], dict[str, list[RawEntry]], list[str]]:
-    """domain → canonical DNs, domain → entries, and the entries skipped.
+    domains: Sequence[str], subjects: Sequence[str]
+) -> tuple[dict[str, frozenset[str]], list[str]]:
+    """domain → canonical DNs, and the entries skipped.
 
     Each distinct DN is normalised once (391 DNs for 6,494 entries in the
     real list); an unparsable DN is skipped (fail closed for that DN only)
-    and reported once, with the first domain that uses it.
+    and reported once, with the first domain that uses it.  Most domains
+    have one entry: their sets are shared per DN and the dict is built by
+    ``zip`` in C; only domains with several entries are grouped in Python.
     """
-    by_domain: dict[str, list[RawEntry]] = {}
-    first_domain: dict[str, str] = {}
-    for entry in entries:
-        by_domain.setdefault(entry[0], []).append(entry)
-        first_domain.setdefault(entry[1], entry[0])
+    first_domain = dict(zip(reversed(subjects), reversed(domains), strict=True))
     canonical: dict[str, str | None] = {}
     alone: dict[str, frozenset[str]] = {}  # the set of a one-entry domain, shared
     skipped = []
-    for dn, domain in first_domain.items():
+    for dn in dict.fromkeys(subjects):  # first-occurrence order
         try:
             canonical[dn] = normal = normalise_dn(dn)
             alone[dn] = frozenset((normal,))
         except DNError as exc:
             canonical[dn] = None
             alone[dn] = _EMPTY
-            skipped.append(f"{domain}: {exc}")
-    index = {
-        domain: alone[group[0][1]]
-        if len(group) == 1
-        else frozenset(c for entry in group if (c := canonical[entry[1]]) is not None)
-        for domain, group in by_domain.items()
-    }
-    return index, by_domain, skipped
+            skipped.append(f"{first_domain[dn]}: {exc}")
+    index = dict(zip(domains, map(alone.__getitem__, subjects), strict=True))
+    if len(index) < len(domains):  # some domains have several entries
+        several = {d for d, n in Counter(domains).items() if n > 1}
+        grouped: dict[str, set[str]] = {}
+        for domain, dn in zip(domains, subjects, strict=True):
+            if domain in several and (normal_dn := canonical[dn]) is not None:
+                grouped.setdefault(domain, set()).add(normal_dn)
+        for domain in several:
+            index[domain] = frozenset(grouped.get(domain, ()))
+    return index, skipped
 
 
 # --------------------------------------------------------------------------- verification
@@ -429,7 +454,7 @@ def load_verified(
     _check_size(data)  # the fast grammar has no room for a DTD (parse_document checks)
     fast = _load_fast(data, at=at, anchors=anchors, expected_signer=expected_signer)
     if fast is not None:
-        generated, signer, entries, sha256 = fast
+        generated, signer, rows, sha256 = fast
     else:
         root = parse_document(data)
         try:
@@ -439,16 +464,17 @@ def load_verified(
         check_signer(chain, at=at, anchors=anchors, expected_signer=expected_signer)
         generated, liste = _check_structure(root)
         entries = _read_canonical(canonical, len(liste)) or _read_entries_generic(liste)
+        rows = _columns(entries)
         signer, sha256 = chain[0], hashlib.sha256(data).hexdigest()
-    index, info, skipped = _index(entries)
+    index, skipped = _index(rows[0], rows[1])
     return ListeBlanche(
         generated_at=generated,
-        entries=len(entries),
+        entries=len(rows[0]),
         domains=len(index),
         signer=signer,
         sha256=sha256,
         _index=index,
-        _info=info,
+        _rows=rows,
         skipped=tuple(skipped),
     )
 
