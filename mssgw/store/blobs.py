@@ -1,14 +1,26 @@
 """Content-addressed blob files: the immutable bytes of messages.
 
-A blob is written to a temporary file in the target directory, fsynced,
-renamed to its SHA-256 name, and the directory is fsynced, so that once
-``put`` returns the bytes survive a crash (SPEC STORE-2).  Identical bytes
-are stored once.  Files are never modified after the rename.
+A blob is written to a file with no name yet, fsynced, given its SHA-256
+name, and the folder holding that name is fsynced, so that once ``put``
+returns the bytes survive a crash (SPEC STORE-2).  Identical bytes are stored
+once.  Files are never modified once named: a name always designates
+complete, fsynced bytes, which is what lets a second delivery of the same
+bytes reuse it.
+
+On Linux the unnamed file is an ``O_TMPFILE`` inode, linked into place with
+``linkat``: bytes in memory (the usual, small message) are hashed first and
+written straight into their shard folder, a stream into the root.  Nothing is
+ever left behind by a crash (an unlinked inode is freed), and writers do not
+all create and rename entries in one shared folder (whose updates, under
+concurrent fsyncs, were the slow part of a small delivery).  Elsewhere, or on
+a file system without ``O_TMPFILE``, the file is created in ``root/tmp`` and
+renamed into place; the collector (``gc.py``) removes stale leftovers there.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import hashlib
 import itertools
 import os
@@ -25,6 +37,20 @@ _BLOB_ID = re.compile(r"[0-9a-f]{64}\Z")
 #: Temporary file names: unique in this process; O_EXCL catches the leftovers
 #: of an earlier process that had the same pid.
 _TMP_NAMES = itertools.count()
+#: ``O_TMPFILE`` and the ``/proc/self/fd`` link needed to name such a file.
+_ANONYMOUS = bool(getattr(os, "O_TMPFILE", 0)) and os.path.isdir("/proc/self/fd")
+#: errno values saying the file system (or kernel) has no ``O_TMPFILE``.
+_NO_TMPFILE = frozenset({errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL})
+
+
+#: ``dst_dir_fd`` for ``os.link`` (paths are absolute, so it is not used for
+#: them): any directory fd makes CPython call ``linkat`` with
+#: ``AT_SYMLINK_FOLLOW``, which names the inode behind ``/proc/self/fd/N``.
+_ROOT_FD = os.open("/", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC) if _ANONYMOUS else -1
+
+
+class _Unsupported(Exception):
+    """Internal: ``O_TMPFILE`` is not available here; use a named temporary file."""
 
 
 @dataclass(frozen=True)
@@ -42,6 +68,8 @@ class BlobStore:
         self.root = root
         self._root = str(root)
         self._tmp = os.path.join(self._root, "tmp")
+        #: Unnamed files (``O_TMPFILE``) are used until the file system refuses one.
+        self.anonymous = _ANONYMOUS
 
     def path(self, blob_id: str) -> Path:
         return Path(self._path(blob_id))
@@ -62,27 +90,94 @@ class BlobStore:
         return await asyncio.to_thread(self.put_sync, data)
 
     def put_sync(self, data: bytes | BinaryIO, *, sync_dir: bool = True) -> BlobRef:
-        """Write, fsync, rename into place.
+        """Write, fsync, name; fsync the folder holding the name.
 
         With ``sync_dir=False`` the caller takes on fsyncing ``path(id).parent``
         before relying on the file.
         """
+        if self.anonymous:
+            try:
+                return self._put_anonymous(data, sync_dir)
+            except _Unsupported:  # raised before any byte was read
+                self.anonymous = False
+        return self._put_renamed(data, sync_dir)
+
+    def _put_anonymous(self, data: bytes | BinaryIO, sync_dir: bool) -> BlobRef:
+        """``O_TMPFILE`` in the shard (bytes: hashed first) or the root (a stream)."""
+        if isinstance(data, bytes):
+            blob_id, size = hashlib.sha256(data).hexdigest(), len(data)
+            final = self._path(blob_id)
+            if os.path.exists(final):  # named files are complete: reuse it
+                return self._reuse(final, blob_id, size, sync_dir)
+            fd = self._unnamed(os.path.dirname(final))
+        else:
+            fd = self._unnamed(self._root)
+        try:
+            if isinstance(data, bytes):
+                _write_synced(fd, [data], None)
+            else:
+                digest = hashlib.sha256()
+                size = _write_synced(fd, _read_chunks(data), digest)
+                blob_id = digest.hexdigest()
+                final = self._path(blob_id)
+            try:
+                # linkat(AT_SYMLINK_FOLLOW) on the /proc link names the open inode.
+                os.link(f"/proc/self/fd/{fd}", final, dst_dir_fd=_ROOT_FD)
+            except FileNotFoundError:  # a stream's first blob of this shard
+                self._make_shard(os.path.dirname(final))
+                os.link(f"/proc/self/fd/{fd}", final, dst_dir_fd=_ROOT_FD)
+            except FileExistsError:  # the same bytes, named meanwhile (another thread)
+                return self._reuse(final, blob_id, size, sync_dir)
+            if sync_dir:
+                _fsync_dir(os.path.dirname(final))
+            return BlobRef(blob_id, size)
+        except OSError as exc:
+            raise StoreError(f"{self.root}: cannot write message file: {exc.strerror}") from exc
+        finally:
+            os.close(fd)
+
+    def _unnamed(self, folder: str) -> int:
+        """An ``O_TMPFILE`` file in ``folder`` (a shard is created on first use)."""
+        flags = os.O_TMPFILE | os.O_WRONLY | os.O_CLOEXEC
+        try:
+            try:
+                return os.open(folder, flags, 0o600)
+            except FileNotFoundError:
+                self._make_shard(folder)
+                return os.open(folder, flags, 0o600)
+        except OSError as exc:
+            if exc.errno in _NO_TMPFILE:
+                raise _Unsupported from exc
+            raise StoreError(f"{folder}: cannot write message file: {exc.strerror}") from exc
+
+    def _reuse(self, final: str, blob_id: str, size: int, sync_dir: bool) -> BlobRef:
+        try:
+            # Touch it so the garbage collector's grace period protects it again.
+            os.utime(final)
+            if sync_dir:  # its writer (another thread) may not have synced the folder yet
+                _fsync_dir(os.path.dirname(final))
+        except OSError as exc:
+            raise StoreError(f"{self.root}: cannot write message file: {exc.strerror}") from exc
+        return BlobRef(blob_id, size)
+
+    def _put_renamed(self, data: bytes | BinaryIO, sync_dir: bool) -> BlobRef:
+        """A named temporary file in ``root/tmp``, fsynced, renamed into place."""
         chunks: Iterable[bytes] = [data] if isinstance(data, bytes) else _read_chunks(data)
         try:
             fd, tmp_name = self._temporary()
         except OSError as exc:
             raise StoreError(f"{self._tmp}: cannot write message file: {exc.strerror}") from exc
         try:
-            digest, size = _write_all(fd, chunks)
+            digest = hashlib.sha256()
+            try:
+                size = _write_synced(fd, chunks, digest)
+            finally:
+                os.close(fd)
             blob_id = digest.hexdigest()
             final = self._path(blob_id)
             if os.path.exists(final):
                 os.unlink(tmp_name)
-                # Touch it so the garbage collector's grace period protects it again.
-                os.utime(final)
-                if sync_dir:  # its writer (another thread) may not have synced it yet
-                    _fsync_dir(os.path.dirname(final))
-                return BlobRef(blob_id, size)
+                return self._reuse(final, blob_id, size, sync_dir)
             try:
                 os.rename(tmp_name, final)
             except FileNotFoundError:  # first blob of this shard
@@ -159,21 +254,18 @@ def _read_chunks(f: BinaryIO) -> Iterator[bytes]:
         yield chunk
 
 
-def _write_all(fd: int, chunks: Iterable[bytes]) -> tuple[hashlib._Hash, int]:
-    """Write every chunk to ``fd``, fsync and close it; return the digest and size."""
-    digest = hashlib.sha256()
+def _write_synced(fd: int, chunks: Iterable[bytes], digest: hashlib._Hash | None) -> int:
+    """Write every chunk to ``fd`` (feeding ``digest``, if any) and fsync it; return the size."""
     size = 0
-    try:
-        for chunk in chunks:
+    for chunk in chunks:
+        if digest is not None:
             digest.update(chunk)
-            view = memoryview(chunk)
-            while view:
-                view = view[os.write(fd, view):]
-            size += len(chunk)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    return digest, size
+        view = memoryview(chunk)
+        while view:
+            view = view[os.write(fd, view):]
+        size += len(chunk)
+    os.fsync(fd)
+    return size
 
 
 def _fsync_dir(path: str | Path) -> None:

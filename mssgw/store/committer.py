@@ -26,6 +26,7 @@ a failure of the batch's units (each is then run again alone).
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import logging
 import os
@@ -54,6 +55,9 @@ class _Unit:
     work: Work
     future: asyncio.Future[Any]
     sync_dirs: frozenset[Path]
+    #: Work the unit depends on (its blob being written): the unit joins a
+    #: batch only once this is done; if it failed, the unit fails alone.
+    after: concurrent.futures.Future[Any] | None = None
 
 
 class _UnitFailed(Exception):
@@ -122,20 +126,29 @@ class GroupCommitter:
         *,
         sync_dirs: Iterable[Path] = (),
         defers: bool = False,
+        after: concurrent.futures.Future[Any] | None = None,
     ) -> T:
         """Run ``work`` in a committed transaction; return its result once durable.
 
         ``sync_dirs`` are folders whose entries (renamed files) must be made
         durable before the commit that references them.  ``defers``: the unit
         may use ``deferred``; without it, rows deferred by earlier units of
-        the batch are written before ``work`` runs.
+        the batch are written before ``work`` runs.  ``after``: work in
+        another thread (a blob being written) that must be done before this
+        unit runs; meanwhile other units commit without it, and if it fails
+        the unit fails with its error without running.
         """
-        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
         unit_work: Work = work if defers else _after_flush(work)
-        self._pending.append(_Unit(unit_work, future, frozenset(sync_dirs)))
+        self._pending.append(_Unit(unit_work, future, frozenset(sync_dirs), after))
         self._ensure_task()
-        assert self._wakeup is not None
-        self._wakeup.set()
+        wakeup = self._wakeup
+        assert wakeup is not None
+        if after is None or after.done():
+            wakeup.set()
+        else:
+            after.add_done_callback(lambda _: _wake(loop, wakeup))
         return await future
 
     async def stop(self) -> None:
@@ -163,12 +176,30 @@ class GroupCommitter:
         while True:
             await self._wakeup.wait()
             self._wakeup.clear()
-            while self._pending:
-                batch = self._pending[: self.max_batch]
-                del self._pending[: self.max_batch]
+            while batch := self._next_batch():
                 if not await self._commit(batch):
                     for unit in batch:
                         await self._commit([unit])
+
+    def _next_batch(self) -> list[_Unit]:
+        """Up to ``max_batch`` units that may run now, in arrival order.
+
+        A unit whose ``after`` work is still running stays pending (its
+        completion wakes the loop); one whose ``after`` work failed is
+        answered with that failure here.
+        """
+        batch: list[_Unit] = []
+        waiting: list[_Unit] = []
+        for unit in self._pending:
+            after = unit.after
+            if len(batch) >= self.max_batch or (after is not None and not after.done()):
+                waiting.append(unit)
+            elif after is not None and (error := _failure(after)) is not None:
+                _settle(unit.future, error=error)
+            else:
+                batch.append(unit)
+        self._pending = waiting
+        return batch
 
     async def _commit(self, batch: list[_Unit]) -> bool:
         """Commit ``batch`` in one transaction.  False: a unit failed, retry each alone."""
@@ -277,6 +308,18 @@ def fsync_dirs(dirs: Iterable[Path]) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+def _wake(loop: asyncio.AbstractEventLoop, wakeup: asyncio.Event) -> None:
+    """From another thread: wake the committer's loop (unless it is gone)."""
+    with contextlib.suppress(RuntimeError):  # the event loop was closed meanwhile
+        loop.call_soon_threadsafe(wakeup.set)
+
+
+def _failure(done: concurrent.futures.Future[Any]) -> BaseException | None:
+    if done.cancelled():
+        return StoreError("store closed before the change was committed")
+    return done.exception()
 
 
 def _settle(

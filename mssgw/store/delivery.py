@@ -5,10 +5,10 @@ every recipient), then in one transaction records the blob row, allocates a
 UID and MODSEQ in each target folder, inserts one message row per folder and
 one queue row per remote recipient.  Either all of that commits or none of it
 is visible; the call returns only after the commit, so the caller may then
-answer ``250`` or ``OK`` (SPEC STORE-2).  (On SQLite a small message's unit is
-queued while its blob is being written, and waits for it in the committer's
-thread before touching the database: the blob's fsyncs overlap the wait for
-the batch.)
+answer ``250`` or ``OK`` (SPEC STORE-2).  (The unit is handed to the group
+committer while its blob is being written and joins a batch once the blob is
+durable: the blob's fsyncs overlap the wait for the committer, and a slow
+blob never holds back the commit of others.)
 
 The hot path (one delivery into one folder) is three statements, run through
 the DBAPI cursor with SQL written once per dialect (building and compiling
@@ -22,7 +22,6 @@ with one ``executemany`` each.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import email.parser
 import email.policy
@@ -67,8 +66,6 @@ _BIG_PARSES = threading.BoundedSemaphore(2)
 #: concurrent deliveries share the file system's journal commits instead of
 #: queueing for a thread.
 _BLOB_WRITERS = ThreadPoolExecutor(32, thread_name_prefix="mssgw-blob")
-#: Messages up to this size are handed to the committer while their blob is written.
-_OVERLAP_MAX = 256 * 1024
 
 
 @dataclass(frozen=True)
@@ -164,24 +161,15 @@ class Messages:
         """
         if not local and not remote:
             raise Conflict("a delivery needs at least one recipient")
+        # The unit is handed over at once and joins a batch once its blob is
+        # durable (``after``): the blob's fsyncs overlap the wait for the
+        # committer, and a slow blob holds back no one else's commit.
         writing = _BLOB_WRITERS.submit(self._write_blob, data, meta)
-        # On SQLite the committer runs units in a thread of its own, where a unit
-        # may wait for its blob: a small message is handed over at once, so the
-        # blob's fsyncs overlap the wait for the committer (the batch's COMMIT
-        # still comes after them).  Otherwise (PostgreSQL: units run on the event
-        # loop; a big message: a long write), the blob is written first.
-        overlap = (
-            self.store.committer.sync_engine is not None
-            and isinstance(data, bytes)
-            and len(data) <= _OVERLAP_MAX
-        )
-        if not overlap:
-            await asyncio.wrap_future(writing)
         when = internaldate or now()
         stamp = now()
 
         def work(conn: Connection) -> DeliveryResult:
-            blob, cached = writing.result()  # durable once this returns (or raises)
+            blob, cached = writing.result()  # done (durable) before the unit runs
             hot = hot_sql(conn.dialect)
             # Asked for first, so the batch's blob rows go in before its message rows.
             blobs = deferred(conn, _flush_blobs)
@@ -199,7 +187,7 @@ class Messages:
                 defer_trace(conn, trace, stamp)
             return DeliveryResult(blob, copies, queued)
 
-        result = await self.store.committer.run(work, defers=True)
+        result = await self.store.committer.run(work, defers=True, after=writing)
         for copy in result.copies:
             for observer in self.observers:
                 observer(copy.folder_id, copy.modseq)

@@ -437,9 +437,8 @@ async def test_disk_failure_gives_451_and_stores_nothing(
     async with running_gateway(tmp_path, trust_space) as gw:
         rcpt = f"a@{gw.operator['domain']}"
         await add_mailbox(gw.store, rcpt)
-        blob_tmp = gw.settings.blob_dir / "tmp"
-        shutil.rmtree(blob_tmp, ignore_errors=True)
-        blob_tmp.write_bytes(b"not a folder")  # every blob write now fails
+        shutil.rmtree(gw.settings.blob_dir, ignore_errors=True)
+        gw.settings.blob_dir.write_bytes(b"not a folder")  # every blob write now fails
         c = await connected(gw.ports["mta"], sender_context(trust_space))
         assert await send_one(c, rcpt, message("disk")) == "451 4.3.0"
         await c.close()

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import time
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import func, select
 
 from mssgw.store import Store, gc
@@ -69,4 +71,41 @@ async def test_blob_files_are_sharded_and_named_by_digest(store: Store) -> None:
     ref = store.blobs.put_sync(data)
     assert ref.id == hashlib.sha256(data).hexdigest() and ref.size == 5
     assert store.blobs.path(ref.id).parent.name == ref.id[:2]
+    assert list(store.blobs.iter_temp()) == []
+
+
+async def test_blob_writes_leave_no_temporary_file(store: Store) -> None:
+    import io
+
+    small = store.blobs.put_sync(b"in memory")
+    streamed = store.blobs.put_sync(io.BytesIO(b"y" * 300_000))
+    assert store.blobs.read(small.id) == b"in memory"
+    assert store.blobs.read(streamed.id) == b"y" * 300_000
+    files = sorted(p.relative_to(store.blobs.root) for p in store.blobs.root.rglob("*"))
+    assert {str(p) for p in files if len(p.parts) == 2} == {
+        f"{small.id[:2]}/{small.id}",
+        f"{streamed.id[:2]}/{streamed.id}",
+    }
+    assert list(store.blobs.iter_temp()) == []
+
+
+async def test_named_temporary_files_where_unnamed_ones_are_unsupported(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import io
+
+    # A file system without O_TMPFILE (open() says EOPNOTSUPP): the blob goes
+    # through root/tmp and a rename instead, and so do the next ones.
+    real_open = os.open
+
+    def no_tmpfile(path: str, flags: int, *args: int, **kw: int) -> int:
+        if flags & os.O_TMPFILE == os.O_TMPFILE:
+            raise OSError(errno.EOPNOTSUPP, os.strerror(errno.EOPNOTSUPP))
+        return real_open(path, flags, *args, **kw)
+
+    monkeypatch.setattr(os, "open", no_tmpfile)
+    ref = store.blobs.put_sync(b"renamed into place")
+    assert not store.blobs.anonymous
+    again = store.blobs.put_sync(io.BytesIO(b"renamed into place"))
+    assert again == ref and store.blobs.read(ref.id) == b"renamed into place"
     assert list(store.blobs.iter_temp()) == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -44,11 +45,9 @@ async def test_database_down_gives_store_error_then_recovers(
 
 async def test_blob_folder_unwritable_gives_store_error(store: Store, tmp_path: Path) -> None:
     (alice,) = await with_mailboxes(store, "alice")
-    # Replace the blob folder's temp area by a file: every write fails like a full disk would.
-    tmp = store.blobs.root / "tmp"
-    if tmp.exists():
-        tmp.rmdir()
-    tmp.write_text("not a folder")
+    # Replace the blob folder by a file: every write fails like a full disk would.
+    shutil.rmtree(store.blobs.root)
+    store.blobs.root.write_text("not a folder")
     with pytest.raises(StoreError, match="cannot write message file"):
         await store.messages.deliver(message(1), [LocalTarget(alice)])
     folder = await store.messages.folder(alice)
