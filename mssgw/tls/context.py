@@ -35,6 +35,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from mssgw.errors import MssgwError
 from mssgw.tls import chain as chainmod
+from mssgw.tls.buffers import release_buffers, ssl_ctx_pointer
 from mssgw.tls.crl import crls_to_pem
 from mssgw.tls.profiles import apply_profile, get_profile
 
@@ -131,16 +132,6 @@ def _libssl() -> Any:
     return lib
 
 
-def _ssl_ctx_pointer(ctx: ssl.SSLContext) -> int:
-    """``SSL_CTX *`` of a CPython ``SSLContext``: the first field after the
-    object header (``PySSLContext`` in Modules/_ssl.c, 3.8 to 3.13)."""
-    header = ctypes.sizeof(ctypes.c_ssize_t) + ctypes.sizeof(ctypes.c_void_p)
-    pointer = ctypes.c_void_p.from_address(id(ctx) + header).value
-    if not pointer:
-        raise OSError("no SSL_CTX pointer")
-    return pointer
-
-
 def _request_without_verification(ctx: ssl.SSLContext) -> bool:
     """Ask for a client certificate without letting OpenSSL reject it.
 
@@ -152,7 +143,7 @@ def _request_without_verification(ctx: ssl.SSLContext) -> bool:
         return False
     try:
         lib = _libssl()
-        pointer = _ssl_ctx_pointer(ctx)
+        pointer = ssl_ctx_pointer(ctx)
         ctx.verify_mode = ssl.CERT_NONE
         if lib.SSL_CTX_get_verify_mode(pointer) != 0:
             raise OSError("verify mode cross-check failed")
@@ -181,6 +172,7 @@ def server_context(
 ) -> ssl.SSLContext:
     """A listener context (port 25: ``required``; client ports: ``optional``)."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    release_buffers(ctx)
     apply_profile(ctx, get_profile(profile))
     _load_pair(ctx, cert, key)
     if client_cert == "none":
@@ -208,6 +200,7 @@ def client_context(
     the receiving server verified against the anchors; host names are not
     checked (MSSanté identity is the DN, checked by peer binding)."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    release_buffers(ctx)
     apply_profile(ctx, get_profile(profile))
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_REQUIRED
