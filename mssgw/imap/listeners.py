@@ -9,12 +9,11 @@ unknown certificate; only SASL EXTERNAL looks at it.
 from __future__ import annotations
 
 import asyncio
-import functools
 from typing import TYPE_CHECKING
 
 from mssgw.config import ListenerSettings
 from mssgw.errors import MssgwError
-from mssgw.imap.server import serve_client
+from mssgw.imap.server import ImapConnection
 from mssgw.imap.service import for_app
 
 if TYPE_CHECKING:
@@ -26,8 +25,9 @@ async def imap_listener(app: App, lst: ListenerSettings) -> asyncio.Server:
     service = for_app(app)
     if app.trust is None:
         raise MssgwError("listeners.imap: STARTTLS needs tls.certificate, tls.key, tls.anchors")
-    return await asyncio.start_server(
-        functools.partial(serve_client, service, implicit_tls=False), lst.address, lst.port
+    loop = asyncio.get_running_loop()
+    return await loop.create_server(
+        lambda: ImapConnection(service, implicit_tls=False), lst.address, lst.port
     )
 
 
@@ -36,8 +36,9 @@ async def imaps_listener(app: App, lst: ListenerSettings) -> asyncio.Server:
     service = for_app(app)
     if app.trust is None:
         raise MssgwError("listeners.imaps: needs tls.certificate, tls.key, tls.anchors")
-    return await asyncio.start_server(
-        functools.partial(serve_client, service, implicit_tls=True),
+    loop = asyncio.get_running_loop()
+    return await loop.create_server(
+        lambda: ImapConnection(service, implicit_tls=True),
         lst.address,
         lst.port,
         ssl=app.trust.client_tls.listener_context,

@@ -8,8 +8,9 @@ seeing changes out of order: the order comes from MODSEQ, not from the
 channel.  That is also what makes the channel replaceable.
 
 Interface (:class:`ChangeChannel`): ``publish(folder_id, modseq)`` after a
-commit, ``subscribe(folder_id)`` giving a :class:`Subscription` whose
-``changed`` event is set when a higher MODSEQ is announced.
+commit, ``subscribe(folder_id)`` giving a :class:`Subscription` whose ``modseq``
+rises when a higher MODSEQ is announced, and whose ``waker`` (set by the
+session, if any) is then called.
 
 * :class:`LocalChannel` (now): in-process, for one node.
 * Several nodes on PostgreSQL (later, same interface): ``publish`` runs
@@ -25,21 +26,22 @@ commit, ``subscribe(folder_id)`` giving a :class:`Subscription` whose
 
 from __future__ import annotations
 
-import asyncio
+from collections.abc import Callable
 from typing import Protocol
 
 
 class Subscription:
     """One session's interest in one folder."""
 
-    __slots__ = ("changed", "channel", "folder_id", "modseq")
+    __slots__ = ("channel", "folder_id", "modseq", "waker")
 
     def __init__(self, channel: LocalChannel, folder_id: int) -> None:
         self.channel = channel
         self.folder_id = folder_id
         #: Highest MODSEQ announced for the folder since subscribing.
         self.modseq = 0
-        self.changed = asyncio.Event()
+        #: Called when ``modseq`` rises (the IMAP driver wakes an IDLE session).
+        self.waker: Callable[[], None] | None = None
 
     def close(self) -> None:
         self.channel._drop(self)
@@ -63,7 +65,8 @@ class LocalChannel:
         for sub in self._subs.get(folder_id, ()):
             if modseq > sub.modseq:
                 sub.modseq = modseq
-            sub.changed.set()
+                if sub.waker is not None:
+                    sub.waker()
 
     def subscribe(self, folder_id: int) -> Subscription:
         sub = Subscription(self, folder_id)

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import asyncio.sslproto
-import contextlib
 import logging
 import ssl
 import tempfile
@@ -45,7 +44,15 @@ from mssgw.tls.context import verified_peer
 
 log = logging.getLogger(__name__)
 
-READ_SIZE = 64 * 1024
+#: Reading stops while this much received data waits for the handler (a
+#: large literal arriving faster than it is spooled), and resumes below
+#: ``RESUME_READING``.
+PAUSE_READING = 256 * 1024
+RESUME_READING = 64 * 1024
+#: After a fatal error, input is discarded until none came for LINGER_QUIET
+#: seconds, at most LINGER_MAX seconds.
+LINGER_QUIET = 0.2
+LINGER_MAX = 5.0
 #: Response chunks are joined up to this size before they reach the transport:
 #: under TLS every ``write`` is at least one TLS record and one ``send``, and a
 #: FETCH answer is made of many small chunks.  Larger chunks (bodies) pass as
@@ -63,7 +70,10 @@ if getattr(asyncio.sslproto.SSLProtocol, "max_size", 0) > TLS_READ_BUFFER:
 
 class _SharedBufferSSLProtocol(asyncio.sslproto.SSLProtocol):
     """asyncio's TLS protocol, with one receive buffer per thread instead of one
-    per connection (32 KiB each, the largest part of an idle connection).
+    per connection (32 KiB each, the largest part of an idle connection), and
+    the peer certificate decoded when asked for instead of kept decoded in
+    every connection (``get_extra_info("peercert")``: ~3 KiB of dicts and
+    strings per connection with a client certificate).
 
     The buffer only carries ciphertext from ``recv_into`` to the TLS object:
     the socket transport calls ``get_buffer``, receives into it and calls
@@ -79,6 +89,9 @@ class _SharedBufferSSLProtocol(asyncio.sslproto.SSLProtocol):
         super().__init__(*args, **kwargs)
         self._ssl_buffer = bytearray()
         self._ssl_buffer_view = self._no_buffer
+        # Used only with append, [0], del [0], clear and len, which a list
+        # has too; an empty deque costs 600 octets per connection.
+        self._write_backlog = []  # type: ignore[assignment]
 
     def get_buffer(self, n: int) -> memoryview:
         view: memoryview | None = getattr(self._shared, "view", None)
@@ -94,71 +107,150 @@ class _SharedBufferSSLProtocol(asyncio.sslproto.SSLProtocol):
         finally:
             self._ssl_buffer_view = self._no_buffer
 
+    def _on_handshake_complete(self, handshake_exc: BaseException | None) -> None:
+        super()._on_handshake_complete(handshake_exc)
+        self._extra.pop("peercert", None)
+
+    def _get_extra_info(self, name: str, default: Any = None) -> Any:
+        if name == "peercert" and "ssl_object" in self._extra:
+            return self._extra["ssl_object"].getpeercert()
+        return super()._get_extra_info(name, default)
+
 
 # Every TLS connection of the process (asyncio looks the class up at each use).
 if not issubclass(asyncio.sslproto.SSLProtocol, _SharedBufferSSLProtocol):
     asyncio.sslproto.SSLProtocol = _SharedBufferSSLProtocol  # type: ignore[misc]
 
 
-async def serve_client(
-    service: ImapService,
-    stream: asyncio.StreamReader,
-    out: asyncio.StreamWriter,
-    *,
-    implicit_tls: bool,
-) -> None:
-    """``asyncio.start_server`` callback for one connection."""
-    peer = out.get_extra_info("peername")
-    ip = str(peer[0]) if peer else None
-    limits = service.limits
-    key = ip or "unknown"
-    if service.connections >= limits.max_connections or service.per_ip[key] >= limits.max_per_ip:
-        out.write(writer.bye("too many connections, try again later"))
-        with contextlib.suppress(OSError, ssl.SSLError):
-            await out.drain()
-        out.close()
-        return
-    service.connections += 1
-    service.per_ip[key] += 1
-    driver = Driver(
-        service, stream, out, Connection(ip=ip, tls=implicit_tls, starttls=not implicit_tls)
+class ImapConnection(asyncio.Protocol):
+    """One client connection: transport callbacks feed the reader; a task runs
+    only while there are events to handle.
+
+    An idle connection (between commands, or in IDLE) holds no task, stream or
+    future: the reader, the session, one timer and the transport.  The timer is
+    lazy: it is moved only when it must fire sooner, and when it fires early it
+    looks at the deadline and sleeps again.
+    """
+
+    __slots__ = (
+        "closed",
+        "connection",
+        "counted",
+        "current_spool",
+        "deadline",
+        "drain_waiter",
+        "eof",
+        "finished",
+        "idle_since",
+        "implicit_tls",
+        "key",
+        "linger_until",
+        "lost",
+        "reader",
+        "reading_paused",
+        "service",
+        "session",
+        "spools",
+        "task",
+        "timer",
+        "transport",
+        "writing_paused",
     )
-    try:
-        await driver.run()
-    except (ConnectionError, ssl.SSLError, asyncio.IncompleteReadError) as exc:
-        log.debug("IMAP connection from %s ended: %s", ip, type(exc).__name__)
-    finally:
-        driver.cleanup()
-        service.connections -= 1
-        service.per_ip[key] -= 1
-        if service.per_ip[key] <= 0:
-            del service.per_ip[key]
-        out.close()
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(out.wait_closed(), 1.0)
 
-
-class Driver:
-    def __init__(
-        self,
-        service: ImapService,
-        stream: asyncio.StreamReader,
-        out: asyncio.StreamWriter,
-        connection: Connection,
-    ) -> None:
+    def __init__(self, service: ImapService, *, implicit_tls: bool) -> None:
         self.service = service
-        self.stream = stream
-        self.out = out
-        self.connection = connection
-        self.session = Session(service, connection, drain=self.flush)
-        self.reader = self._new_reader()
+        self.implicit_tls = implicit_tls
+        self.transport: asyncio.Transport | None = None
+        self.task: asyncio.Task[None] | None = None
+        self.timer: asyncio.TimerHandle | None = None
+        self.drain_waiter: asyncio.Future[None] | None = None
         self.spools: dict[int, IO[bytes]] = {}
         self.current_spool: IO[bytes] | None = None
-        self.read_task: asyncio.Task[bytes] | None = None
-        self.closed = False
+        self.deadline = 0.0
         self.idle_since = 0.0
-        if connection.tls:
+        #: After a fatal protocol error: discard input until it stops (or until
+        #: this time) before closing, so the client reads the BYE instead of a
+        #: reset (closing a socket with unread data sends RST).
+        self.linger_until = 0.0
+        self.key = ""
+        self.counted = False
+        #: No more commands are read (BYE sent, LOGOUT, fatal error, or lost).
+        self.closed = False
+        self.lost = False
+        self.eof = False
+        self.finished = False
+        self.reading_paused = False
+        self.writing_paused = False
+
+    # -- transport callbacks -------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport = cast(asyncio.Transport, transport)
+        service, limits = self.service, self.service.limits
+        peer = transport.get_extra_info("peername")
+        ip = str(peer[0]) if peer else None
+        self.key = key = ip or "unknown"
+        self.connection = Connection(ip=ip, tls=self.implicit_tls, starttls=not self.implicit_tls)
+        self.session = Session(service, self.connection, drain=self.flush, wake=self._wake)
+        self.reader = self._new_reader()
+        full = service.connections >= limits.max_connections
+        if full or service.per_ip[key] >= limits.max_per_ip:
+            transport.write(writer.bye("too many connections, try again later"))
+            self.closed = True
+            self._finish()
+            return
+        service.connections += 1
+        service.per_ip[key] += 1
+        self.counted = True
+        if self.implicit_tls:
             self._tls_info()
+        self.session.send(self.session.greeting())
+        self._write_out()
+        self._arm()
+
+    def data_received(self, data: bytes) -> None:
+        if self.closed:
+            if self.linger_until:
+                now = asyncio.get_running_loop().time()
+                self.deadline = min(now + LINGER_QUIET, self.linger_until)
+            return
+        self.reader.feed(data)
+        if self.task is None:
+            self.task = asyncio.get_running_loop().create_task(self._run())
+        elif not self.reading_paused and self.reader.buffered > PAUSE_READING:
+            self.reading_paused = True
+            cast(asyncio.Transport, self.transport).pause_reading()
+
+    def eof_received(self) -> bool:
+        # Plain TCP: answer what was pipelined before the FIN, then close (under
+        # TLS asyncio closes anyway: the client's close_notify ends the session).
+        self.eof = True
+        if self.task is None or self.connection.tls:
+            self.closed = True
+            if self.task is None:
+                self._finish()
+            return False
+        return True
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if exc is not None:
+            log.debug("IMAP connection from %s ended: %s", self.key, type(exc).__name__)
+        self.lost = self.closed = True
+        self._wake_writer()
+        if self.task is None:
+            self._finish()
+
+    def pause_writing(self) -> None:
+        self.writing_paused = True
+
+    def resume_writing(self) -> None:
+        self.writing_paused = False
+        self._wake_writer()
+
+    def _wake_writer(self) -> None:
+        waiter, self.drain_waiter = self.drain_waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     def _new_reader(self) -> CommandReader:
         limits = self.service.limits
@@ -168,86 +260,113 @@ class Driver:
             spool_threshold=limits.spool_threshold,
         )
 
-    # -- output ------------------------------------------------------------------------
+    # -- output ----------------------------------------------------------------------------
+
+    def _write_out(self) -> None:
+        chunks = self.session.take_output()
+        if not chunks or self.lost:
+            return
+        transport = cast(asyncio.Transport, self.transport)
+        if len(chunks) == 1:
+            transport.write(chunks[0])
+        else:
+            transport.writelines(coalesce(chunks))
 
     async def flush(self) -> None:
-        chunks = self.session.take_output()
-        if chunks:
-            if len(chunks) == 1:
-                self.out.write(chunks[0])
-            else:
-                self.out.writelines(coalesce(chunks))
-            await self.out.drain()
+        """Send the session's output; wait while the transport's buffer is full."""
+        self._write_out()
+        while self.writing_paused and not self.lost:
+            waiter = self.drain_waiter = asyncio.get_running_loop().create_future()
+            await waiter
+        if self.lost:
+            raise ConnectionResetError("connection lost")
 
-    # -- main loop -------------------------------------------------------------------------
+    # -- timers ------------------------------------------------------------------------------
 
-    async def run(self) -> None:
-        self.session.send(self.session.greeting())
-        await self.flush()
-        limits = self.service.limits
-        while not self.closed:
-            if self.session.idle_tag is not None:
-                await self._idle_round()
-                continue
-            wait = limits.command_timeout if self.reader.in_command else limits.idle_timeout
-            data = await self._read(wait)
-            if data is None:
-                self.session.send(writer.bye("autologout: idle for too long"))
-                await self.flush()
-                return
-            if not data:
-                return
-            self.reader.feed(data)
-            await self._process()
-
-    async def _read(self, wait: float) -> bytes | None:
-        """Next data, ``b""`` at end of stream, ``None`` after ``wait`` seconds."""
-        if self.read_task is None:
-            self.read_task = asyncio.ensure_future(self.stream.read(READ_SIZE))
-        done, _ = await asyncio.wait({self.read_task}, timeout=wait)
-        if not done:
-            return None
-        task, self.read_task = self.read_task, None
-        return task.result()
-
-    async def _idle_round(self) -> None:
-        """One wait during IDLE: client data, a change, or the keep-alive timer."""
+    def _arm(self) -> None:
+        """Between commands: autologout after ``idle_timeout`` (``command_timeout``
+        inside a started command); in IDLE, the keep-alive or the IDLE limit."""
+        if self.closed:
+            return
         loop = asyncio.get_running_loop()
         limits = self.service.limits
-        if self.read_task is None:
-            self.read_task = asyncio.ensure_future(self.stream.read(READ_SIZE))
-        waiters: set[asyncio.Future[Any]] = {self.read_task}
-        sub = self.session.subscription
-        change: asyncio.Task[Any] | None = None
-        if sub is not None:
-            change = asyncio.ensure_future(sub.changed.wait())
-            waiters.add(change)
-        remaining = self.idle_since + limits.idle_timeout - loop.time()
-        done, _ = await asyncio.wait(
-            waiters,
-            timeout=max(0.0, min(limits.keepalive, remaining)),
-            return_when=asyncio.FIRST_COMPLETED,
-        )
-        if change is not None and not change.done():
-            change.cancel()
-        if self.read_task in done:
-            task, self.read_task = self.read_task, None
-            data = task.result()
-            if not data:
-                self.closed = True
-                return
-            self.reader.feed(data)
-            await self._process()
-        elif change is not None and change in done:
-            await idle_cmd.changed(self.session)
-            await self.flush()
+        now = loop.time()
+        if self.session.idle_tag is not None:
+            end = self.idle_since + limits.idle_timeout
+            delay = max(0.0, min(limits.keepalive, end - now))
+        elif self.reader.in_command:
+            delay = limits.command_timeout
+        else:
+            delay = limits.idle_timeout
+        self.deadline = now + delay
+        timer = self.timer
+        if timer is None or timer.when() > self.deadline:
+            if timer is not None:
+                timer.cancel()
+            self.timer = loop.call_at(self.deadline, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self.timer = None
+        if self.finished or self.task is not None:
+            return  # a running task re-arms when it ends
+        loop = asyncio.get_running_loop()
+        if loop.time() < self.deadline:
+            self.timer = loop.call_at(self.deadline, self._on_timer)
+            return
+        if self.closed:  # lingering is over
+            self._finish()
+            return
+        limits = self.service.limits
+        if self.session.idle_tag is None:
+            self.session.send(writer.bye("autologout: idle for too long"))
         elif loop.time() >= self.idle_since + limits.idle_timeout:
             self.session.send(writer.bye("IDLE for too long, reconnect"))
-            await self.flush()
-            self.closed = True
         else:
             idle_cmd.keepalive(self.session)
-            await self.flush()
+            self._write_out()
+            self._arm()
+            return
+        self._write_out()
+        self.closed = True
+        self._finish()
+
+    def _wake(self) -> None:
+        """The selected folder changed: during IDLE, tell the client now."""
+        if self.task is None and not self.closed and self.session.idle_tag is not None:
+            self.task = asyncio.get_running_loop().create_task(self._run())
+
+    # -- handling ----------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        try:
+            await self._process()
+            session = self.session
+            while not self.closed and session.idle_tag is not None and session.behind:
+                await idle_cmd.changed(session)
+                await self.flush()
+        except (ConnectionError, ssl.SSLError) as exc:
+            log.debug("IMAP connection from %s ended: %s", self.key, type(exc).__name__)
+            self.closed = True
+        except Exception:
+            log.exception("IMAP connection from %s failed", self.key)
+            self.closed = True
+        finally:
+            self.task = None
+        if self.linger_until and not self.lost:
+            loop = asyncio.get_running_loop()
+            self.deadline = loop.time() + LINGER_QUIET
+            if self.timer is not None:
+                self.timer.cancel()
+            self.timer = loop.call_at(self.deadline, self._on_timer)
+            return
+        if self.closed or self.eof:
+            self.closed = True
+            self._finish()
+            return
+        if self.reading_paused:
+            self.reading_paused = False
+            cast(asyncio.Transport, self.transport).resume_reading()
+        self._arm()
 
     async def _process(self) -> None:
         """Handle every complete event the reader has."""
@@ -261,12 +380,25 @@ class Driver:
                 await self.flush()
                 if err.fatal:
                     self.closed = True
+                    self.linger_until = asyncio.get_running_loop().time() + LINGER_MAX
                 continue
             if event is NEED_DATA:
                 return
             action: Action | None = None
             tag = ""
-            if isinstance(event, NeedContinuation):
+            if isinstance(event, Command):
+                tag = event.tag
+                if self.spools:
+                    session.literal_files = cast(dict[int, Any], self.spools)
+                    self.spools = {}
+                try:
+                    action = await session.handle(event)
+                finally:
+                    if session.literal_files:
+                        for f in session.literal_files.values():
+                            f.close()
+                        session.literal_files = {}
+            elif isinstance(event, NeedContinuation):
                 session.send(writer.continuation("Ready for literal data"))
             elif isinstance(event, LiteralStart):
                 spool = tempfile.TemporaryFile(prefix="mssgw-append-")  # noqa: SIM115 - closed after the command
@@ -275,6 +407,9 @@ class Driver:
             elif isinstance(event, LiteralData):
                 if self.current_spool is not None:
                     await asyncio.to_thread(self.current_spool.write, event.data)
+                if self.reading_paused and self.reader.buffered < RESUME_READING:
+                    self.reading_paused = False
+                    cast(asyncio.Transport, self.transport).resume_reading()
             elif isinstance(event, LiteralEnd):
                 self.current_spool = None
             elif isinstance(event, IdleDone):
@@ -282,16 +417,6 @@ class Driver:
             elif isinstance(event, SaslResponse):
                 tag = event.tag
                 action = await session.handle(event)
-            elif isinstance(event, Command):
-                tag = event.tag
-                session.literal_files = cast(dict[int, Any], self.spools)
-                self.spools = {}
-                try:
-                    action = await session.handle(event)
-                finally:
-                    for f in session.literal_files.values():
-                        f.close()
-                    session.literal_files = {}
             await self.flush()
             if action is not None:
                 await self._act(action, tag)
@@ -309,25 +434,34 @@ class Driver:
 
     async def _starttls(self) -> None:
         trust = self.service.trust
-        buffered = len(getattr(self.stream, "_buffer", b"")) + self.reader.buffered
-        if trust is None or buffered:
+        if trust is None or self.reader.buffered:
             # Commands sent in clear after STARTTLS could be an injection.
             self.session.send(writer.bye("no pipelining after STARTTLS"))
             await self.flush()
             self.closed = True
             return
+        loop = asyncio.get_running_loop()
         try:
-            await self.out.start_tls(trust.client_tls.current)
+            transport = await loop.start_tls(
+                cast(asyncio.Transport, self.transport),
+                self,
+                trust.client_tls.current,
+                server_side=True,
+            )
         except (ssl.SSLError, ConnectionError, OSError) as exc:
             log.info("IMAP STARTTLS from %s failed: %s", self.connection.ip, exc)
             self.closed = True
             return
+        if transport is None or self.lost:
+            self.closed = True
+            return
+        self.transport = transport
         self.reader = self._new_reader()
         self.connection.tls = True
         self._tls_info()
 
     def _tls_info(self) -> None:
-        obj = self.out.get_extra_info("ssl_object")
+        obj = cast(asyncio.Transport, self.transport).get_extra_info("ssl_object")
         if obj is None:
             return
         cipher = obj.cipher()
@@ -342,12 +476,24 @@ class Driver:
         self.spools.clear()
         self.current_spool = None
 
-    def cleanup(self) -> None:
+    def _finish(self) -> None:
+        """Once, however the connection ends: release everything it counted."""
+        if self.finished:
+            return
+        self.finished = True
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
         self._drop_spools()
-        if self.read_task is not None:
-            self.read_task.cancel()
-            self.read_task = None
         self.session.close()
+        if self.counted:
+            service = self.service
+            service.connections -= 1
+            service.per_ip[self.key] -= 1
+            if service.per_ip[self.key] <= 0:
+                del service.per_ip[self.key]
+        if self.transport is not None:
+            self.transport.close()
 
 
 def coalesce(chunks: list[bytes]) -> list[bytes]:

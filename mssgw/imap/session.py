@@ -29,6 +29,7 @@ from mssgw.imap.protocol import SaslResponse, writer
 from mssgw.imap.protocol import commands as c
 from mssgw.imap.view import FolderView
 from mssgw.store.mail import FolderInfo
+from mssgw.store.traces import TraceRecord
 
 if TYPE_CHECKING:
     from cryptography import x509
@@ -85,17 +86,38 @@ Handler = Callable[["Session", Any], Awaitable["Action | None"]]
 
 
 class Session:
+    __slots__ = (
+        "condstore",
+        "connection",
+        "counted_identity",
+        "drain",
+        "identity",
+        "idle_tag",
+        "literal_files",
+        "mail",
+        "out",
+        "sasl",
+        "service",
+        "state",
+        "subscription",
+        "view",
+        "wake",
+    )
+
     def __init__(
         self,
         service: ImapService,
         connection: Connection,
         *,
         drain: Callable[[], Awaitable[None]] = _no_drain,
+        wake: Callable[[], None] | None = None,
     ) -> None:
         self.service = service
         self.mail = service.mail
         self.connection = connection
         self.drain = drain
+        #: Called when the selected folder changes (the driver wakes IDLE).
+        self.wake = wake
         self.state = State.NOT_AUTHENTICATED
         self.out: list[bytes] = []
         self.identity: Identity | None = None
@@ -172,6 +194,20 @@ class Session:
     def ok(self, tag: str, text: str, code: str | bytes | None = None) -> None:
         self.send(writer.ok(tag, text, code))
 
+    def trace_record(self, action: str, **fields: Any) -> TraceRecord:
+        """The TRACE-1 record of a successful action of the authenticated user."""
+        identity = self.identity
+        assert identity is not None
+        return TraceRecord(
+            category="client",
+            action=action,
+            result="ok",
+            actor=identity.actor,
+            peer_ip=self.connection.ip,
+            tls=self.connection.tls_description,
+            **fields,
+        )
+
     # -- folders ------------------------------------------------------------------------
 
     @property
@@ -190,6 +226,7 @@ class Session:
         self.deselect()
         self.view = view
         self.subscription = self.service.channel.subscribe(view.folder.id)
+        self.subscription.waker = self.wake
         self.state = State.SELECTED
 
     def deselect(self) -> None:
@@ -225,7 +262,6 @@ class Session:
         if view is None or sub is None:
             return
         if force or self.behind:
-            sub.changed.clear()
             changes = await self.mail.changes(view.folder.id, view.known_modseq)
             if changes.folder is None:
                 self.send(writer.bye("the selected folder was deleted"))
@@ -233,8 +269,6 @@ class Session:
                 self.state = State.LOGOUT
                 return
             view.apply(changes)
-        elif sub.changed.is_set() and not self.behind:
-            sub.changed.clear()
         if view.pending:
             self.send(*view.flush(allow_expunge=allow_expunge, condstore=self.condstore))
 

@@ -16,7 +16,6 @@ from mssgw.imap.session import Refusal, Session
 from mssgw.store.folders import INBOX
 from mssgw.store.mail import DELIMITER, FolderInfo, canonical_name
 from mssgw.store.models import MailboxType
-from mssgw.store.traces import TraceRecord
 
 _SPECIAL_USES = ("\\Archive", "\\Drafts", "\\Junk", "\\Sent", "\\Trash")
 
@@ -172,18 +171,7 @@ async def _status_line(session: Session, folder: FolderInfo, items: tuple[str, .
 
 
 def _trace(session: Session, action: str) -> None:
-    identity = session.identity
-    assert identity is not None
-    session.service.trace(
-        TraceRecord(
-            category="client",
-            action=action,
-            result="ok",
-            actor=identity.actor,
-            peer_ip=session.connection.ip,
-            tls=session.connection.tls_description,
-        )
-    )
+    session.service.trace(session.trace_record(action))
 
 
 __all__ = ["MailboxType"]
