@@ -47,6 +47,7 @@ from mssgw.store.delivery import NO_FLAGS, LocalTarget, StoredCopy
 from mssgw.store.folders import INBOX, allocate
 from mssgw.store.models import ExpungedMessage, Flag, Folder, Mailbox, Message, table
 from mssgw.store.timeutil import now
+from mssgw.store.traces import TraceRecord, defer_trace
 
 if TYPE_CHECKING:
     from mssgw.store import Store
@@ -500,9 +501,18 @@ class Mail:
         return gone
 
     async def expunge_modseq(
-        self, folder_id: int, uids: Sequence[int] | None = None
+        self,
+        folder_id: int,
+        uids: Sequence[int] | None = None,
+        *,
+        trace: Callable[[int], TraceRecord] | None = None,
     ) -> tuple[list[int], int | None]:
-        """:meth:`expunge`, also giving the MODSEQ of the change (``None``: nothing gone)."""
+        """:meth:`expunge`, also giving the MODSEQ of the change (``None``: nothing gone).
+
+        ``trace(count)`` builds the TRACE-1 record of a removal, written in the
+        same transaction (no commit of its own); nothing is traced when
+        nothing was removed."""
+        stamp = now()
 
         def work(conn: Connection) -> tuple[list[int], int | None]:
             params = {"folder_id": folder_id}
@@ -515,9 +525,11 @@ class Mail:
             found.sort()
             alloc = allocate(conn, folder_id, 0)
             _remove(conn, folder_id, found, alloc.modseq)
+            if trace is not None:
+                defer_trace(conn, trace(len(found)), stamp)
             return found, alloc.modseq
 
-        gone, modseq = await self.store.committer.run(work)
+        gone, modseq = await self.store.committer.run(work, defers=trace is not None)
         if modseq is not None:
             self._notify(folder_id, modseq)
         return gone, modseq
@@ -584,13 +596,16 @@ class Mail:
         flags: Flag = NO_FLAGS,
         keywords: Sequence[str] = (),
         internaldate: datetime | None = None,
+        trace: TraceRecord | None = None,
     ) -> StoredCopy:
         """APPEND (RFC 3501 §6.3.11): through the delivery path, so the blob is
-        fsynced and the row committed before this returns (SPEC STORE-2)."""
+        fsynced and the row committed before this returns (SPEC STORE-2);
+        ``trace`` (TRACE-1) is written in the same transaction."""
         result = await self.store.messages.deliver(
             data,
             [LocalTarget(address, folder.name, flags, tuple(dict.fromkeys(keywords)))],
             internaldate=internaldate,
+            trace=trace,
         )
         # Delivery observers have already announced it.
         return result.copies[0]

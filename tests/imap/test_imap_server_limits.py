@@ -113,3 +113,30 @@ async def test_failed_logins_are_rate_limited(tmp_path: Path, trust_space: dict[
             "failed",
             "failed",
         ]
+
+
+async def test_append_and_expunge_are_traced_with_their_change(
+    tmp_path: Path, trust_space: dict[str, Any]
+) -> None:
+    """TRACE-1 records of APPEND and EXPUNGE are committed with the change itself:
+    they are there when the tagged OK arrives, without waiting for anything."""
+    async with imap_env(tmp_path, trust_space) as env:
+        raw = await Raw.connect(env.imaps, env.client_context("professional"))
+        await raw.command("AUTHENTICATE EXTERNAL =")
+        await raw.command("SELECT INBOX")
+        data = b"Subject: traced\r\n\r\nBonjour.\r\n"
+        done = await raw.command(b"APPEND INBOX {%d+}\r\n" % len(data) + data)
+        uid = done[-1].split(b"APPENDUID ")[1].split()[1].rstrip(b"]")
+        await raw.command(b"UID STORE " + uid + b" +FLAGS.SILENT (\\Deleted)")
+        appended = [t for t in await env.gw.store.traces.recent(20) if t.action == "imap.append"]
+        assert [(t.result, t.size, t.recipients) for t in appended] == [("ok", len(data), env.per)]
+        assert appended[0].tls and appended[0].tls.startswith("TLSv1.2")
+        await raw.command(b"UID EXPUNGE " + uid)
+        await raw.command(b"UID EXPUNGE " + uid)  # nothing left: nothing traced
+        expunged = [t for t in await env.gw.store.traces.recent(20) if t.action == "imap.expunge"]
+        assert [(t.size, t.reason, t.actor) for t in expunged] == [
+            (1, "1 message(s)", appended[0].actor)
+        ]
+        assert not env.service._background  # nothing left to write afterwards
+        await raw.command("LOGOUT")
+        await raw.close()

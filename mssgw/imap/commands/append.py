@@ -15,7 +15,6 @@ from mssgw.imap.protocol import SpooledLiteral, writer
 from mssgw.imap.protocol import commands as c
 from mssgw.imap.session import Refusal, Session
 from mssgw.imap.view import parse_flags
-from mssgw.store.traces import TraceRecord
 
 
 async def append(session: Session, cmd: c.Append) -> None:
@@ -38,7 +37,9 @@ async def append(session: Session, cmd: c.Append) -> None:
         raise Refusal("empty message", bad=True)
     identity = session.identity
     assert identity is not None
+    trace = session.trace_record("imap.append", recipients=identity.mailbox.address, size=size)
     try:
+        # The trace is committed with the message: no commit of its own.
         stored = await session.mail.append(
             identity.mailbox.address,
             folder,
@@ -46,22 +47,11 @@ async def append(session: Session, cmd: c.Append) -> None:
             flags=bits,
             keywords=keywords,
             internaldate=cmd.internal_date,
+            trace=trace,
         )
     finally:
         if not isinstance(data, bytes):
             data.close()
-    session.service.trace(
-        TraceRecord(
-            category="client",
-            action="imap.append",
-            result="ok",
-            actor=identity.actor,
-            peer_ip=session.connection.ip,
-            tls=session.connection.tls_description,
-            recipients=identity.mailbox.address,
-            size=size,
-        )
-    )
     view = session.view
     if view is not None and view.folder.id == stored.folder_id:
         # Alone in the folder meanwhile: the view learns the new message without

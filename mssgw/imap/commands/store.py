@@ -71,7 +71,9 @@ async def copy(session: Session, cmd: c.Copy | c.Move) -> None:
         else None
     )
     if result.source:
-        _trace(session, "imap.move" if move else "imap.copy", len(result.source))
+        session.service.trace(
+            _record(session, "imap.move" if move else "imap.copy", len(result.source))
+        )
     if move:
         # RFC 6851 §4.3: COPYUID in an untagged OK, then the EXPUNGEs.
         if code is not None:
@@ -89,28 +91,21 @@ move = copy
 async def expunge(session: Session, cmd: c.Expunge) -> None:
     view = session.writable()
     uids = _uids(view, cmd.uids, uid=True) if cmd.uids is not None else None
-    gone, modseq = await session.mail.expunge_modseq(view.folder.id, uids)
-    if gone:
-        _trace(session, "imap.expunge", len(gone))
+    # The trace is committed with the removal: no commit of its own.
+    gone, modseq = await session.mail.expunge_modseq(
+        view.folder.id, uids, trace=lambda count: _record(session, "imap.expunge", count)
+    )
     # Alone in the folder meanwhile: the view knows what went without reading it back.
     own = bool(gone) and view.apply_own_expunge(gone, modseq)
     await session.catch_up(allow_expunge=True, force=bool(gone) and not own)
     session.ok(cmd.tag, "EXPUNGE completed")
 
 
-def _trace(session: Session, action: str, count: int) -> None:
-    identity = session.identity
-    assert identity is not None
-    session.service.trace(
-        TraceRecord(
-            category="client",
-            action=action,
-            result="ok",
-            actor=identity.actor,
-            peer_ip=session.connection.ip,
-            tls=session.connection.tls_description,
-            recipients=identity.mailbox.address,
-            size=count,
-            reason=f"{count} message(s)",
-        )
+def _record(session: Session, action: str, count: int) -> TraceRecord:
+    assert session.identity is not None
+    return session.trace_record(
+        action,
+        recipients=session.identity.mailbox.address,
+        size=count,
+        reason=f"{count} message(s)",
     )
