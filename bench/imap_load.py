@@ -10,7 +10,7 @@ STORE \\Deleted, UID EXPUNGE, LOGOUT (9 commands), in its own mailbox.  The
 client), which isolates command cost from Argon2id password checks.
 
     .venv/bin/python bench/imap_load.py [--clients 10] [--seconds 10] [--idle 1000]
-        [--big 100000] [--no-dovecot]
+        [--big 100000] [--no-dovecot] [--idle-login]
 
 Targets (issue 5): >= 1.0x Dovecot; <= 30 KiB per idle connection; SELECT <= 1 s
 and the full flag fetch <= 2 s on 100k messages.
@@ -255,16 +255,26 @@ def rss_kib(pid: int) -> int:
     return 0
 
 
-async def idle_rss(info: dict[str, Any], count: int) -> float:
-    """KiB of server RSS per authenticated, selected, IDLE connection (EXTERNAL auth)."""
+async def idle_rss(
+    info: dict[str, Any], count: int, conns: list[Client], *, external: bool = True
+) -> float:
+    """KiB of server RSS per authenticated, selected, IDLE connection: EXTERNAL
+    (a client certificate, which OpenSSL keeps parsed for the whole connection)
+    or LOGIN (no client certificate).  The connections are left open in
+    ``conns`` (closing them first would let the next measurement reuse their
+    freed memory)."""
     ctx = ssl.create_default_context(cafile=info["anchors"])
     ctx.check_hostname = False
-    ctx.load_cert_chain(info["cert"], info["key"])
-    conns: list[Client] = []
+    if external:
+        ctx.load_cert_chain(info["cert"], info["key"])
+        login = b"AUTHENTICATE EXTERNAL ="
+    else:
+        user, password = info["accounts"][0]
+        login = f'LOGIN "{user}" "{password}"'.encode()
 
     async def one() -> Client:
         c = await Client.open(info["port"], ctx)
-        await c.cmd(b"AUTHENTICATE EXTERNAL =")
+        await c.cmd(login)
         await c.cmd(b"SELECT INBOX")
         c.writer.write(b"i IDLE\r\n")
         await c.reader.readuntil(b"\r\n")
@@ -278,9 +288,6 @@ async def idle_rss(info: dict[str, Any], count: int) -> float:
         conns.extend(await asyncio.gather(*(one() for _ in range(min(50, count - start)))))
     await asyncio.sleep(1.0)
     after = rss_kib(info["pid"])
-    for c in conns:
-        c.writer.write(b"DONE\r\n")
-        await c.close()
     return (after - before) / count
 
 
@@ -390,6 +397,11 @@ def main() -> None:
     parser.add_argument("--idle", type=int, default=1000)
     parser.add_argument("--big", type=int, default=100_000)
     parser.add_argument("--no-dovecot", action="store_true")
+    parser.add_argument(
+        "--idle-login",
+        action="store_true",
+        help="also measure idle connections authenticated by LOGIN (no client certificate)",
+    )
     parser.add_argument("--serve", help=argparse.SUPPRESS)
     args = parser.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -457,8 +469,16 @@ async def run_all(info: dict[str, Any], args: argparse.Namespace, state: Path) -
     else:
         out["dovecot"] = "not installed: no ratio"
     if args.idle:
-        out["rss_kib_per_idle_connection"] = round(await idle_rss(info, args.idle), 1)
+        conns: list[Client] = []
+        out["rss_kib_per_idle_connection"] = round(await idle_rss(info, args.idle, conns), 1)
         out["idle_connections"] = args.idle
+        if args.idle_login:
+            out["rss_kib_per_idle_connection_login"] = round(
+                await idle_rss(info, args.idle, conns, external=False), 1
+            )
+        for c in conns:
+            c.writer.write(b"DONE\r\n")
+            await c.close()
     if args.big:
         select_s, fetch_s, lines = await big_folder(info)
         out["big_folder_messages"] = lines
