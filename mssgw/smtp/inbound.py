@@ -119,8 +119,10 @@ class InboundService:
         return domains[0] if domains else None
 
 
-class InboundSession(EsmtpSession):
+class InboundSession(tracing.StepTraces, EsmtpSession):
     """One connection from another operator's MTA."""
+
+    trace_category = "transport"
 
     def __init__(self, service: InboundService, loop: asyncio.AbstractEventLoop) -> None:
         super().__init__(service.env, loop)
@@ -230,7 +232,8 @@ class InboundSession(EsmtpSession):
                     await self._delivered_notices(outcome)
                 return decision
         size = outcome.size if outcome.problem is None else outcome.received
-        await self._trace("data", decision, txn, txn.addresses, outcome.facts.message_id, size)
+        record = self._record("data", decision, txn, txn.addresses, outcome.facts.message_id, size)
+        await self._add_trace(record)
         return decision
 
     async def _delivered_notices(self, outcome: DataOutcome) -> None:
@@ -266,7 +269,7 @@ class InboundSession(EsmtpSession):
         recipients = [subject] if stage == "rcpt" and subject else []
         if stage == "mail":
             txn = Transaction(id=txn.id, sender=subject)
-        await self._trace(stage, decision, txn, recipients, None, None)
+        await self._add_trace(self._record(stage, decision, txn, recipients, None, None))
 
     async def tls_failed(self, error: BaseException) -> None:
         reason = f"TLS handshake failed: {describe_tls_error(error)}"
@@ -281,41 +284,8 @@ class InboundSession(EsmtpSession):
             )
         )
 
-    async def _trace(
-        self,
-        stage: str,
-        decision: Decision,
-        txn: Transaction,
-        recipients: list[str],
-        message_id: str | None,
-        size: int | None,
-    ) -> None:
-        await self._add_trace(self._record(stage, decision, txn, recipients, message_id, size))
-
-    def _record(
-        self,
-        stage: str,
-        decision: Decision,
-        txn: Transaction,
-        recipients: list[str],
-        message_id: str | None,
-        size: int | None,
-    ) -> TraceRecord:
-        return tracing.step_record(
-            category="transport",
-            action=f"{self.env.name}.{stage}",
-            decision=decision,
-            actor=self.peer_dn,
-            peer_ip=self.peer_ip,
-            tls=self.tls,
-            sender=txn.sender,
-            recipients=recipients,
-            message_id=message_id,
-            size=size,
-        )
-
-    async def _add_trace(self, record: TraceRecord) -> None:
-        await tracing.write(self.app.store, record, self.peer_ip)
+    def trace_actor(self) -> str | None:
+        return self.peer_dn
 
 
 def _has_dsn(txn: Transaction) -> bool:

@@ -62,7 +62,7 @@ from mssgw.smtp.dsn import Action, DsnReport, RecipientReport, build_dsn, wants_
 from mssgw.smtp.mx import MxResolver, RouteError
 from mssgw.smtp.notices import route_report
 from mssgw.store import Store
-from mssgw.store.delivery import header_meta
+from mssgw.store.delivery import Lease, header_meta
 from mssgw.store.models import QueueEntry
 from mssgw.store.queue import Outcome
 from mssgw.store.timeutil import now
@@ -245,6 +245,10 @@ class RelayWorker:
         self.claims = 0
         self._horizon: tuple[object, datetime | None] | None = None
         self._task: asyncio.Task[None] | None = None
+        #: Groups queued and leased to this worker by a delivery (``hand``).
+        self._handed: collections.deque[tuple[list[QueueEntry], _Message | None]] = (
+            collections.deque()
+        )
         self._wake = asyncio.Event()  # something was queued
         self._kick = asyncio.Event()  # the dispatcher has something to look at
         self._stopping = asyncio.Event()
@@ -279,7 +283,43 @@ class RelayWorker:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        handed = [r.id for rows, _ in self._handed for r in rows]
+        self._handed.clear()
+        if handed:
+            with contextlib.suppress(Exception):
+                await self.store.queue.release_lease(self.name, handed)
         await self.pool.close()
+
+    def fresh_lease(self) -> Lease | None:
+        """A lease for rows about to be queued, when this worker runs as the daemon.
+
+        A delivery that inserts its queue rows with it hands them over with
+        ``hand`` instead of calling ``wake``: no claim transaction is needed
+        for fresh mail.  ``None``: not running, queue them unleased.
+        """
+        if self._task is None or self._task.done() or self._stopping.is_set():
+            return None
+        return Lease(self.name, self.lease)
+
+    def hand(
+        self, rows: Sequence[QueueEntry], content: bytes | None, message_id: str | None
+    ) -> None:
+        """Deliver ``rows``, just queued under ``fresh_lease()``, without claiming them.
+
+        They are grouped as a claim would group them (one message: same
+        envelope; one recipient domain per group, at most ``MAX_RCPTS``).
+        ``content``: the message's bytes, when at hand (saves reading the blob).
+        """
+        message = None
+        if content is not None and len(content) <= _IN_MEMORY:
+            message = _Message(len(content), not content.isascii(), message_id, content)
+        by_domain: dict[str, list[QueueEntry]] = {}
+        for row in rows:
+            by_domain.setdefault(domain_of(row.recipient), []).append(row)
+        for group in by_domain.values():
+            for i in range(0, len(group), MAX_RCPTS):
+                self._handed.append((group[i : i + MAX_RCPTS], message))
+        self._kick.set()
 
     def wake(self) -> None:
         """Something was queued: look now rather than at the next poll.
@@ -341,23 +381,29 @@ class RelayWorker:
 
         errors: list[Exception] = []
         busy = [0]  # groups started whose attempt is not over
-        #: Claimed groups waiting for a slot, with the time they were claimed.
-        ready: collections.deque[tuple[float, list[QueueEntry]]] = collections.deque()
+        #: Claimed (or handed) groups waiting for a slot, with the time they were
+        #: claimed and, for handed ones, the message when in memory.
+        ready: collections.deque[tuple[float, list[QueueEntry], _Message | None]] = (
+            collections.deque()
+        )
         more = True  # rows may be due: claim as soon as a slot is free
         next_poll = loop.time() + poll
         try:
             while not self._stopping.is_set():
                 if not more and self._wake.is_set():
                     more = True
+                while daemon and self._handed:
+                    rows, message = self._handed.popleft()
+                    ready.append((loop.time(), rows, message))
                 while ready and busy[0] < slots:
-                    claimed, rows = ready.popleft()
+                    claimed, rows, message = ready.popleft()
                     if loop.time() - claimed > _READY_MAX_WAIT:
                         # its lease must still cover a whole attempt: give it back
                         await self.store.queue.release_lease(self.name, [r.id for r in rows])
                         more = True
                         continue
                     busy[0] += 1
-                    task = asyncio.create_task(self._group(report, rows, errors, busy))
+                    task = asyncio.create_task(self._group(report, rows, errors, busy, message))
                     tasks.add(task)
                     task.add_done_callback(finished)
                 free = slots - busy[0]
@@ -377,7 +423,7 @@ class RelayWorker:
                     more = len(groups) == wanted
                     if not more:
                         next_poll = loop.time() + poll
-                    ready.extend((loop.time(), rows) for rows in groups)
+                    ready.extend((loop.time(), rows, None) for rows in groups)
                     continue
                 if not daemon and not tasks:
                     break
@@ -410,9 +456,11 @@ class RelayWorker:
         if errors and not daemon:
             raise errors[0]
 
-    async def _give_back(self, ready: collections.deque[tuple[float, list[QueueEntry]]]) -> None:
+    async def _give_back(
+        self, ready: collections.deque[tuple[float, list[QueueEntry], _Message | None]]
+    ) -> None:
         """Release the leases of claimed groups never started (stopping)."""
-        ids = [r.id for _, rows in ready for r in rows]
+        ids = [r.id for _, rows, _ in ready for r in rows]
         ready.clear()
         if ids:
             with contextlib.suppress(Exception):
@@ -424,6 +472,7 @@ class RelayWorker:
         rows: list[QueueEntry],
         errors: list[Exception],
         busy: list[int],
+        message: _Message | None = None,
     ) -> None:
         """One group: attempt, give the slot back, settle."""
         slot = [True]
@@ -435,7 +484,7 @@ class RelayWorker:
                 self._kick.set()
 
         try:
-            done = await self._process(rows, attempted)
+            done = await self._process(rows, attempted, message)
         except asyncio.CancelledError:
             with contextlib.suppress(Exception):
                 await asyncio.shield(
@@ -453,14 +502,17 @@ class RelayWorker:
             report.add(done)
 
     async def _process(
-        self, rows: list[QueueEntry], attempted: Callable[[], None] = lambda: None
+        self,
+        rows: list[QueueEntry],
+        attempted: Callable[[], None] = lambda: None,
+        message: _Message | None = None,
     ) -> RunReport:
         domain = domain_of(rows[0].recipient)
         attempt: Attempt | None = None
         traces: list[TraceRecord] = []
         try:
             async with asyncio.timeout(self.budget):
-                results, attempt = await self._attempt(rows, domain, traces)
+                results, attempt = await self._attempt(rows, domain, traces, message)
         except TimeoutError:
             reason = f"delivery to {domain} took longer than {self.budget:.0f} s"
             results = [Result("deferred", "4.4.7", reason)] * len(rows)
@@ -468,7 +520,11 @@ class RelayWorker:
         return await self._settle(rows, results, attempt, traces)
 
     async def _attempt(
-        self, rows: list[QueueEntry], domain: str, traces: list[TraceRecord]
+        self,
+        rows: list[QueueEntry],
+        domain: str,
+        traces: list[TraceRecord],
+        message: _Message | None = None,
     ) -> tuple[list[Result], Attempt | None]:
         """Results per row, and the attempt that produced them (``None``: no connection).
 
@@ -486,7 +542,8 @@ class RelayWorker:
         except RouteError as exc:
             result = Result("failed" if exc.permanent else "deferred", exc.status, exc.reason)
             return self._no_hop(rows, result, traces)
-        message = await asyncio.to_thread(self._message, rows[0].blob_id)
+        if message is None:
+            message = await asyncio.to_thread(self._message, rows[0].blob_id)
         trust = self.trust
         transaction = Transaction(
             sender=rows[0].sender,
@@ -630,16 +687,8 @@ class RelayWorker:
             setattr(report, outcome.kind, getattr(report, outcome.kind) + 1)
             if notice is not None:
                 notices.setdefault(notice.action, []).append((row, notice))
-        # The rows and the traces of the attempt, together: one commit of the
-        # group committer for all of them.
-        recording = asyncio.ensure_future(self.store.queue.record(self.name, outcomes, at=at))
-        traced = await asyncio.gather(
-            *(self.store.traces.add(t) for t in traces), return_exceptions=True
-        )
-        applied = await recording
-        for error in traced:
-            if isinstance(error, BaseException):
-                log.error("relay trace not written: %s", error)
+        # The rows and the traces of the attempt, together: one unit, one commit.
+        applied = await self.store.queue.record(self.name, outcomes, at=at, traces=traces)
         for action, items in notices.items():
             mine = [(row, rr) for row, rr in items if row.id in applied]
             if mine:

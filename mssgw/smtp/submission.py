@@ -57,7 +57,6 @@ import binascii
 import logging
 import re
 import ssl
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import getaddresses
@@ -201,8 +200,10 @@ class _Plan:
 # --------------------------------------------------------------------------- session
 
 
-class SubmissionSession(EsmtpSession):
+class SubmissionSession(tracing.StepTraces, EsmtpSession):
     """One connection from one of our users' mail clients."""
+
+    trace_category = "client"
 
     protocol_name = "ESMTPSA"  # RFC 3848: ESMTP, TLS and AUTH
 
@@ -445,7 +446,10 @@ class SubmissionSession(EsmtpSession):
                     if directory == "absent"
                     else "directory replica unavailable (accepted)"
                 )
-                await self._trace("rcpt", _d(250, "2.1.5", why), self.txn, [address], None, None)
+                accepted = _d(250, "2.1.5", why)
+                await self._add_trace(
+                    self._record("rcpt", accepted, self.txn, [address], None, None)
+                )
         return _with(decision, "2.1.5")
 
     async def _directory(self, address: str) -> DirectoryAnswer:
@@ -523,8 +527,11 @@ class SubmissionSession(EsmtpSession):
             decision = check_header_from(header_from(head), self.usable)
             if decision.ok:
                 decision = await self._deliver(outcome, plan, head)
+                if decision.ok:
+                    return decision  # traced in the delivery's own transaction
         size = outcome.size if outcome.problem is None else outcome.received
-        await self._trace("data", decision, txn, txn.addresses, outcome.facts.message_id, size)
+        record = self._record("data", decision, txn, txn.addresses, outcome.facts.message_id, size)
+        await self._add_trace(record)
         return decision
 
     async def _deliver(self, outcome: DataOutcome, plan: _Plan, head: bytes) -> Decision:
@@ -537,22 +544,37 @@ class SubmissionSession(EsmtpSession):
                 local.append(LocalTarget(address.lower()))
             else:
                 remote.append(RemoteTarget(address, r.params.notify, r.params.orcpt))
+        verb = "queued" if remote else "delivered"
+        decision = _d(250, "2.0.0", f"{verb} as {txn.id}")
+        # The trace record of the accepted message commits with the delivery.
+        trace = self._record(
+            "data", decision, txn, txn.addresses, outcome.facts.message_id, outcome.size
+        )
+        # Remote rows are inserted leased to the running relay worker, which
+        # then gets them (and the bytes) from us instead of claiming them.
+        relay = self.app.relay
+        lease = relay.fresh_lease() if remote and relay is not None else None
+        source = outcome.spool.source()
         try:
-            await self.app.store.messages.deliver(
-                outcome.spool.source(),  # type: ignore[arg-type]
+            result = await self.app.store.messages.deliver(
+                source,  # type: ignore[arg-type]
                 local,
                 remote,
                 envelope=Envelope(txn.sender or "", txn.mail.envid, txn.mail.ret),
+                trace=trace,
+                lease=lease,
             )
         except Exception as exc:  # StoreError, or anything from the DB driver / disk
             log.error("%s: delivery of %s failed: %s", self.peer_ip, txn.id, brief(exc))
             return store_unavailable()
-        if remote:
+        if lease is not None and relay is not None:
+            content = source if isinstance(source, bytes) else None
+            relay.hand(result.leased, content, outcome.facts.message_id)
+        elif remote:
             self.service.wake_relay()
         if local:
             await self._delivered_notices(txn, plan, head, outcome.facts.message_id)
-        verb = "queued" if remote else "delivered"
-        return _d(250, "2.0.0", f"{verb} as {txn.id}")
+        return decision
 
     async def _delivered_notices(
         self, txn: Transaction, plan: _Plan, head: bytes, message_id: str | None
@@ -582,7 +604,7 @@ class SubmissionSession(EsmtpSession):
         recipients = [subject] if stage == "rcpt" and subject else []
         if stage == "mail":
             txn = Transaction(id=txn.id, sender=subject)
-        await self._trace(stage, decision, txn, recipients, None, None)
+        await self._add_trace(self._record(stage, decision, txn, recipients, None, None))
 
     async def tls_failed(self, error: BaseException) -> None:
         await self._add_trace(
@@ -595,32 +617,8 @@ class SubmissionSession(EsmtpSession):
             )
         )
 
-    async def _trace(
-        self,
-        stage: str,
-        decision: Decision,
-        txn: Transaction,
-        recipients: Sequence[str],
-        message_id: str | None,
-        size: int | None,
-    ) -> None:
-        await self._add_trace(
-            tracing.step_record(
-                category="client",
-                action=f"{self.env.name}.{stage}",
-                decision=decision,
-                actor=self.identity.actor if self.identity is not None else None,
-                peer_ip=self.peer_ip,
-                tls=self.tls,
-                sender=txn.sender,
-                recipients=recipients,
-                message_id=message_id,
-                size=size,
-            )
-        )
-
-    async def _add_trace(self, record: TraceRecord) -> None:
-        await tracing.write(self.app.store, record, self.peer_ip)
+    def trace_actor(self) -> str | None:
+        return self.identity.actor if self.identity is not None else None
 
 
 # --------------------------------------------------------------------------- helpers

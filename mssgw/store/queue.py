@@ -34,7 +34,6 @@ from sqlalchemy import (
     ColumnElement,
     Connection,
     Select,
-    Update,
     and_,
     bindparam,
     delete,
@@ -44,8 +43,11 @@ from sqlalchemy import (
 )
 
 from mssgw.errors import Conflict, NotFound
+from mssgw.store.committer import deferred
+from mssgw.store.delivery import hot_sql
 from mssgw.store.models import QueueEntry, QueueEvent, QueueState, table
 from mssgw.store.timeutil import now
+from mssgw.store.traces import TraceRecord, defer_trace
 
 if TYPE_CHECKING:
     from mssgw.store import Store
@@ -240,51 +242,48 @@ class Queue:
         outcomes: Sequence[tuple[int, Outcome]],
         *,
         at: datetime | None = None,
+        traces: Sequence[TraceRecord] = (),
     ) -> set[int]:
         """Apply attempt results to rows ``worker`` still leases; return the ids applied.
 
         Each result counts one attempt, releases the lease and adds an event.
         A delivered or failed result sets the state even if the operator held
         the row meanwhile (the message did go, or did fail); a deferral keeps
-        a held row held.
+        a held row held.  ``traces`` (the attempt's TRACE-1 records) commit
+        in the same transaction.  Statements go straight to the DBAPI cursor
+        (the relay's hot path, like deliveries).
         """
         stamp = at or now()
 
         def work(conn: Connection) -> set[int]:
+            hot = hot_sql(conn.dialect)
+            when = hot.utc(stamp)
             done: set[int] = set()
-            events: builtins.list[dict[str, Any]] = []
+            events = deferred(conn, _flush_events)
             for entry_id, outcome in outcomes:
-                params: dict[str, Any] = {
-                    "entry_id": entry_id,
-                    "worker": worker,
-                    "stamp": stamp,
-                    "status": outcome.status,
-                    "error": outcome.error,
-                    "remote_mta": outcome.remote_mta,
-                    "reply": outcome.reply,
-                }
+                common = (
+                    when, outcome.status, outcome.error, outcome.remote_mta, outcome.reply, when,
+                )
                 if outcome.kind == "deferred":
                     if outcome.next_attempt_at is None:
                         raise ValueError("a deferral needs next_attempt_at")
-                    params["next"] = outcome.next_attempt_at
-                    statement = _DEFER_NOTIFIED if outcome.delay_notified else _DEFER
+                    sql = _DEFER_NOTIFIED if outcome.delay_notified else _DEFER
+                    params = (*common, hot.utc(outcome.next_attempt_at), entry_id, worker)
                 else:
-                    params["state"] = outcome.kind
-                    statement = _FINISH
-                recipient = conn.execute(statement, params).scalar_one_or_none()
-                if recipient is None:
+                    sql, params = _FINISH, (*common, outcome.kind, entry_id, worker)
+                row = hot.execute(conn, hot.sql(sql), params).fetchone()
+                if row is None:
                     continue
                 done.add(entry_id)
-                events.append({
-                    "queue_id": entry_id, "at": stamp, "event": outcome.kind,
-                    "recipient": recipient, "actor": worker, "status": outcome.status,
-                    "detail": outcome.reply or outcome.error,
-                })  # fmt: skip
-            if events:
-                conn.execute(_EVENTS.insert(), events)
+                events.append((
+                    entry_id, when, outcome.kind, row[0], worker, outcome.status,
+                    outcome.reply or outcome.error,
+                ))  # fmt: skip
+            for record in traces:
+                defer_trace(conn, record, stamp)
             return done
 
-        return await self.store.committer.run(work)
+        return await self.store.committer.run(work, defers=True)
 
     async def release_lease(self, worker: str, ids: Sequence[int]) -> None:
         """Give rows back untouched (worker stopping before it tried them)."""
@@ -492,32 +491,30 @@ _LEASE = (
 )
 
 
-def _record_statement(**extra: Any) -> Update:
-    q = _QUEUE.c
+def _record_sql(extra: str) -> str:
     return (
-        update(_QUEUE)
-        .where(q.id == bindparam("entry_id"), q.locked_by == bindparam("worker"))
-        .values(
-            attempts=q.attempts + 1,
-            last_attempt_at=bindparam("stamp"),
-            last_status=bindparam("status"),
-            last_error=bindparam("error"),
-            remote_mta=bindparam("remote_mta"),
-            last_reply=bindparam("reply"),
-            locked_by=None,
-            locked_until=None,
-            updated_at=bindparam("stamp"),
-            **extra,
-        )
-        .returning(q.recipient)
+        "UPDATE queue SET attempts = attempts + 1, last_attempt_at = ?, last_status = ?,"
+        " last_error = ?, remote_mta = ?, last_reply = ?, locked_by = NULL,"
+        f" locked_until = NULL, updated_at = ?, {extra}"
+        " WHERE id = ? AND locked_by = ? RETURNING recipient"
     )
 
 
 #: Delivered or failed: the state changes even on a held row.
-_FINISH = _record_statement(state=bindparam("state"))
+_FINISH = _record_sql("state = ?")
 #: Deferred: a held row stays held.
-_DEFER = _record_statement(next_attempt_at=bindparam("next"))
-_DEFER_NOTIFIED = _record_statement(next_attempt_at=bindparam("next"), delay_notified=True)
+_DEFER = _record_sql("next_attempt_at = ?")
+_DEFER_NOTIFIED = _record_sql("next_attempt_at = ?, delay_notified = TRUE")
+_INSERT_EVENT = (
+    "INSERT INTO queue_events (queue_id, at, event, recipient, actor, status, detail)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def _flush_events(conn: Connection, rows: builtins.list[Any]) -> None:
+    """The attempt events of a batch (``committer.deferred``)."""
+    hot = hot_sql(conn.dialect)
+    hot.executemany(conn, hot.sql(_INSERT_EVENT), rows)
 
 
 def _row(conn: Connection, entry_id: int) -> QueueEntry | None:

@@ -9,6 +9,7 @@ peer closed meanwhile is replaced without losing the message.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import itertools
 from pathlib import Path
@@ -17,7 +18,10 @@ from typing import Any
 import pytest
 
 from mssgw.smtp.client import ConnectionPool
-from tests.smtp.relay_support import MESSAGE, Relay, relay_gateway, tls_peer, until
+from mssgw.smtp.relay import RelayWorker
+from mssgw.store.delivery import DeliveryResult, Envelope, RemoteTarget
+from mssgw.store.models import QueueEntry
+from tests.smtp.relay_support import MESSAGE, SENDER, Relay, relay_gateway, tls_peer, until
 
 BOB = "bob@op2.mssante.test"
 #: Our own domain, listed for operator 1's DN only: the peer (operator 2) is not bound to it.
@@ -278,3 +282,65 @@ async def test_one_claim_per_run_and_wakes_coalesce(
             await until(lambda: len(peer.received) == 4)
             assert daemon.claims <= 3  # the first look, the woken one, at most one more
             await daemon.stop()
+
+
+async def test_handed_rows_are_delivered_without_a_claim(
+    tmp_path: Path, trust_space: dict[str, Any]
+) -> None:
+    with tls_peer(trust_space) as (peer, port):
+        async with relay_gateway(
+            tmp_path, trust_space, routes=_routes(port), relay="workers = 2\npoll_interval = 3600\n"
+        ) as relay:
+            daemon = relay.worker(name="daemon")
+            assert daemon.fresh_lease() is None  # not running: rows are queued unleased
+            await daemon.start()
+            await until(lambda: daemon.claims == 1)  # the first look at the queue
+            data = MESSAGE.replace(b"Bonjour", b"handed")
+            result = await _leased(relay, daemon, data, BOB, "carol@op2.mssante.test")
+            daemon.hand(result.leased, data, "<cr-1@op1.mssante.test>")
+            await until(lambda: len(peer.received) == 1)
+            for entry_id in result.queued:  # one transaction, two recipients, no claim
+                entry = await _settled(relay, entry_id)
+                assert (entry.state, entry.attempts, entry.locked_by) == ("delivered", 1, None)
+            assert daemon.claims == 1
+            assert sorted(peer.received[0].recipients) == [BOB, "carol@op2.mssante.test"]
+            traces = await relay.store.traces.recent(category="transport")
+            assert sorted(t.recipients or "" for t in traces if t.action == "relay") == [
+                BOB, "carol@op2.mssante.test",
+            ]  # fmt: skip
+            await daemon.stop()
+            assert daemon.fresh_lease() is None
+
+
+async def test_handed_rows_never_started_are_given_back_at_stop(
+    tmp_path: Path, trust_space: dict[str, Any]
+) -> None:
+    async with relay_gateway(tmp_path, trust_space, relay=ONE_WORKER) as relay:
+        daemon = relay.worker(name="daemon")
+        await daemon.start()
+        result = await _leased(relay, daemon, MESSAGE, BOB)
+        daemon._stopping.set()  # stopping: the loop takes nothing more
+        daemon.hand(result.leased, MESSAGE, None)
+        await daemon.stop()
+        (entry_id,) = result.queued
+        entry = await relay.entry(entry_id)
+        assert (entry.state, entry.locked_by, entry.attempts) == ("queued", None, 0)
+
+
+async def _leased(relay: Relay, daemon: RelayWorker, data: bytes, *to: str) -> DeliveryResult:
+    """Queue ``data`` as submission does for a running relay: rows leased to it."""
+    lease = daemon.fresh_lease()
+    assert lease is not None and lease.worker == daemon.name
+    return await relay.store.messages.deliver(
+        data, remote=[RemoteTarget(r) for r in to], envelope=Envelope(SENDER), lease=lease
+    )
+
+
+async def _settled(relay: Relay, entry_id: int) -> QueueEntry:
+    """The row once its attempt is recorded (the worker records after the peer's reply)."""
+    for _ in range(500):
+        entry = await relay.entry(entry_id)
+        if entry.attempts:
+            return entry
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"queue entry {entry_id} was never attempted")

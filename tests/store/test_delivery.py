@@ -141,3 +141,37 @@ async def test_streamed_source_is_stored(store: Store, tmp_path: Path) -> None:
     with src.open("rb") as f:
         result = await store.messages.deliver(f, [LocalTarget(alice)])
     assert store.blobs.read(result.blob.id) == src.read_bytes()
+
+
+async def test_queue_rows_leased_at_insertion_are_claimed_only_after_the_lease(
+    store: Store,
+) -> None:
+    from datetime import timedelta
+
+    from mssgw.store.delivery import Lease
+
+    (alice,) = await with_mailboxes(store, "alice")
+    result = await store.messages.deliver(
+        message(1),
+        remote=[RemoteTarget("dan@op2.mssante.test", notify="FAILURE")],
+        envelope=Envelope(sender=alice, envid="E-1"),
+        lease=Lease("relay-a", timedelta(minutes=5)),
+    )
+    (row,) = result.leased
+    assert result.queued == [row.id]
+    stored = await store.queue.get(row.id)
+    for name in ("blob_id", "sender", "recipient", "envid", "notify", "state", "attempts"):
+        assert getattr(stored, name) == getattr(row, name), name
+    assert (stored.locked_by, row.locked_by) == ("relay-a", "relay-a")
+    assert row.locked_until is not None and row.created_at is not None
+    # Another worker does not take it while the lease runs (the holder may be sending it) ...
+    assert await store.queue.claim_groups("relay-b", lease=timedelta(minutes=5)) == []
+    # ... and takes it once the lease ended (the holder crashed before trying it).
+    later = row.locked_until + timedelta(seconds=1)
+    (group,) = await store.queue.claim_groups("relay-b", lease=timedelta(minutes=5), at=later)
+    assert [r.id for r in group] == [row.id]
+    # Without a lease, rows are free at once and nothing is returned as leased.
+    plain = await store.messages.deliver(
+        message(2), remote=[RemoteTarget("eve@op2.mssante.test")], envelope=Envelope(alice)
+    )
+    assert plain.leased == [] and len(plain.queued) == 1
