@@ -135,20 +135,17 @@ class GroupCommitter:
         may use ``deferred``; without it, rows deferred by earlier units of
         the batch are written before ``work`` runs.  ``after``: work in
         another thread (a blob being written) that must be done before this
-        unit runs; meanwhile other units commit without it, and if it fails
-        the unit fails with its error without running.
+        unit runs.  Units whose ``after`` is done go first: a slow one never
+        holds back their commit; when none is done, the batch waits for them
+        (in the committer's thread on SQLite, before its ``BEGIN``).  If it
+        failed, the unit fails with its error without running.
         """
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[T] = loop.create_future()
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         unit_work: Work = work if defers else _after_flush(work)
         self._pending.append(_Unit(unit_work, future, frozenset(sync_dirs), after))
         self._ensure_task()
-        wakeup = self._wakeup
-        assert wakeup is not None
-        if after is None or after.done():
-            wakeup.set()
-        else:
-            after.add_done_callback(lambda _: _wake(loop, wakeup))
+        assert self._wakeup is not None
+        self._wakeup.set()
         return await future
 
     async def stop(self) -> None:
@@ -182,30 +179,34 @@ class GroupCommitter:
                         await self._commit([unit])
 
     def _next_batch(self) -> list[_Unit]:
-        """Up to ``max_batch`` units that may run now, in arrival order.
+        """Up to ``max_batch`` pending units, in arrival order.
 
-        A unit whose ``after`` work is still running stays pending (its
-        completion wakes the loop); one whose ``after`` work failed is
-        answered with that failure here.
+        Units whose ``after`` work is done (or who have none) are preferred;
+        if there is none, the units still waiting for theirs are taken (the
+        batch then waits for them, see ``_transaction``).  A unit whose
+        ``after`` work failed is answered with that failure here.
         """
-        batch: list[_Unit] = []
+        ready: list[_Unit] = []
         waiting: list[_Unit] = []
         for unit in self._pending:
             after = unit.after
-            if len(batch) >= self.max_batch or (after is not None and not after.done()):
-                waiting.append(unit)
-            elif after is not None and (error := _failure(after)) is not None:
+            if after is None or not after.done():
+                (waiting if after is not None else ready).append(unit)
+            elif (error := _failure(after)) is not None:
                 _settle(unit.future, error=error)
             else:
-                batch.append(unit)
-        self._pending = waiting
+                ready.append(unit)
+        batch = (ready or waiting)[: self.max_batch]
+        taken = {id(u) for u in batch}
+        self._pending = [u for u in self._pending if id(u) not in taken and not u.future.done()]
         return batch
 
     async def _commit(self, batch: list[_Unit]) -> bool:
         """Commit ``batch`` in one transaction.  False: a unit failed, retry each alone."""
         try:
             dirs = frozenset().union(*(u.sync_dirs for u in batch))
-            results = await self._transaction([u.work for u in batch], dirs)
+            afters = [u.after for u in batch if u.after is not None and not u.after.done()]
+            results = await self._transaction([u.work for u in batch], dirs, afters)
         except _UnitFailed as failed:
             if len(batch) > 1:
                 return False
@@ -225,20 +226,28 @@ class GroupCommitter:
             _settle(unit.future, result=result)
         return True
 
-    async def _transaction(self, works: list[Work], dirs: frozenset[Path]) -> list[Any]:
-        """fsync ``dirs``, then run ``works`` in one transaction (one thread hop on SQLite)."""
+    async def _transaction(
+        self,
+        works: list[Work],
+        dirs: frozenset[Path],
+        afters: list[concurrent.futures.Future[Any]],
+    ) -> list[Any]:
+        """Wait for ``afters``, fsync ``dirs``, then run ``works`` in one transaction
+        (one thread hop on SQLite)."""
         if self.sync_engine is not None:
             engine = self.sync_engine
             loop = asyncio.get_running_loop()
             if self.lock is None:
                 return await loop.run_in_executor(
-                    self._executor, _run_all_sync, engine, works, dirs
+                    self._executor, _run_all_sync, engine, works, dirs, afters
                 )
             async with self.lock.get():
                 return await loop.run_in_executor(
-                    self._executor, _run_all_sync, engine, works, dirs
+                    self._executor, _run_all_sync, engine, works, dirs, afters
                 )
         assert self.async_engine is not None
+        if afters:
+            await asyncio.wait([asyncio.wrap_future(f) for f in afters])
         if dirs:
             await asyncio.to_thread(fsync_dirs, dirs)
         async with self.async_engine.begin() as conn:
@@ -294,7 +303,14 @@ def _after_flush(work: Work) -> Work:
     return flushed_first
 
 
-def _run_all_sync(engine: Engine, works: list[Work], dirs: frozenset[Path]) -> list[Any]:
+def _run_all_sync(
+    engine: Engine,
+    works: list[Work],
+    dirs: frozenset[Path],
+    afters: list[concurrent.futures.Future[Any]],
+) -> list[Any]:
+    if afters:  # before BEGIN: SQLite's write lock is not held while blobs are written
+        concurrent.futures.wait(afters)
     fsync_dirs(dirs)
     with engine.begin() as conn:
         return _run_all(conn, works)
@@ -308,12 +324,6 @@ def fsync_dirs(dirs: Iterable[Path]) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
-
-
-def _wake(loop: asyncio.AbstractEventLoop, wakeup: asyncio.Event) -> None:
-    """From another thread: wake the committer's loop (unless it is gone)."""
-    with contextlib.suppress(RuntimeError):  # the event loop was closed meanwhile
-        loop.call_soon_threadsafe(wakeup.set)
 
 
 def _failure(done: concurrent.futures.Future[Any]) -> BaseException | None:

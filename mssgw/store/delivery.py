@@ -6,9 +6,9 @@ UID and MODSEQ in each target folder, inserts one message row per folder and
 one queue row per remote recipient.  Either all of that commits or none of it
 is visible; the call returns only after the commit, so the caller may then
 answer ``250`` or ``OK`` (SPEC STORE-2).  (The unit is handed to the group
-committer while its blob is being written and joins a batch once the blob is
-durable: the blob's fsyncs overlap the wait for the committer, and a slow
-blob never holds back the commit of others.)
+committer while its blob is being written, so the blob's fsyncs overlap the
+wait for the committer; the committer runs it only once the blob is durable,
+and prefers units whose blob is done, so a slow blob holds back no one else.)
 
 The hot path (one delivery into one folder) is three statements, run through
 the DBAPI cursor with SQL written once per dialect (building and compiling
@@ -179,8 +179,8 @@ class Messages:
         """
         if not local and not remote:
             raise Conflict("a delivery needs at least one recipient")
-        # The unit is handed over at once and joins a batch once its blob is
-        # durable (``after``): the blob's fsyncs overlap the wait for the
+        # The unit is handed over at once; the committer runs it once its blob
+        # is durable (``after``): the blob's fsyncs overlap the wait for the
         # committer, and a slow blob holds back no one else's commit.
         writing = _BLOB_WRITERS.submit(self._write_blob, data, meta)
         when = internaldate or now()

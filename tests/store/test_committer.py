@@ -109,3 +109,52 @@ async def test_failed_delivery_writes_no_trace(store: Store) -> None:
 
 def table_of_traces() -> Any:
     return table(Trace)
+
+
+async def test_units_whose_prerequisite_is_done_do_not_wait_for_a_slow_one(store: Store) -> None:
+    import concurrent.futures
+
+    slow: concurrent.futures.Future[None] = concurrent.futures.Future()
+    done: concurrent.futures.Future[None] = concurrent.futures.Future()
+    done.set_result(None)
+    ran: list[str] = []
+
+    def unit(name: str) -> Any:
+        def work(conn: Connection) -> str:
+            ran.append(name)
+            return name
+
+        return work
+
+    # Both pending when the committer forms its batch: the one whose blob is
+    # written commits now, the other once its blob is.
+    waiting = asyncio.ensure_future(store.committer.run(unit("slow"), after=slow))
+    ready = asyncio.ensure_future(store.committer.run(unit("ready"), after=done))
+    assert await asyncio.wait_for(ready, 10) == "ready"
+    assert not waiting.done() and ran == ["ready"]
+    slow.set_result(None)
+    assert await asyncio.wait_for(waiting, 10) == "slow"
+    assert ran == ["ready", "slow"]
+
+
+async def test_a_failed_prerequisite_fails_its_unit_without_running_it(store: Store) -> None:
+    import concurrent.futures
+
+    failed: concurrent.futures.Future[None] = concurrent.futures.Future()
+    failed.set_exception(StoreError("disk full"))
+    ran: list[str] = []
+
+    def unit(name: str) -> Any:
+        def work(conn: Connection) -> str:
+            ran.append(name)
+            return name
+
+        return work
+
+    results = await asyncio.gather(
+        store.committer.run(unit("blob failed"), after=failed),
+        store.committer.run(unit("other")),
+        return_exceptions=True,
+    )
+    assert isinstance(results[0], StoreError) and "disk full" in str(results[0])
+    assert results[1] == "other" and ran == ["other"]
