@@ -119,17 +119,10 @@ async def test_units_whose_prerequisite_is_done_do_not_wait_for_a_slow_one(store
     done.set_result(None)
     ran: list[str] = []
 
-    def unit(name: str) -> Any:
-        def work(conn: Connection) -> str:
-            ran.append(name)
-            return name
-
-        return work
-
     # Both pending when the committer forms its batch: the one whose blob is
     # written commits now, the other once its blob is.
-    waiting = asyncio.ensure_future(store.committer.run(unit("slow"), after=slow))
-    ready = asyncio.ensure_future(store.committer.run(unit("ready"), after=done))
+    waiting = asyncio.ensure_future(store.committer.run(_named(ran, "slow"), after=slow))
+    ready = asyncio.ensure_future(store.committer.run(_named(ran, "ready"), after=done))
     assert await asyncio.wait_for(ready, 10) == "ready"
     assert not waiting.done() and ran == ["ready"]
     slow.set_result(None)
@@ -144,17 +137,20 @@ async def test_a_failed_prerequisite_fails_its_unit_without_running_it(store: St
     failed.set_exception(StoreError("disk full"))
     ran: list[str] = []
 
-    def unit(name: str) -> Any:
-        def work(conn: Connection) -> str:
-            ran.append(name)
-            return name
-
-        return work
-
     results = await asyncio.gather(
-        store.committer.run(unit("blob failed"), after=failed),
-        store.committer.run(unit("other")),
+        store.committer.run(_named(ran, "blob failed"), after=failed),
+        store.committer.run(_named(ran, "other")),
         return_exceptions=True,
     )
     assert isinstance(results[0], StoreError) and "disk full" in str(results[0])
     assert results[1] == "other" and ran == ["other"]
+
+
+def _named(ran: list[str], name: str) -> Any:
+    """A unit that notes it ran and returns its name."""
+
+    def work(conn: Connection) -> str:
+        ran.append(name)
+        return name
+
+    return work
