@@ -18,6 +18,7 @@ Memory: parallel ``array`` columns rather than an object per message, so a
 from __future__ import annotations
 
 import bisect
+import functools
 from array import array
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import replace
@@ -44,8 +45,11 @@ def flag_names(flags: int, keywords: str) -> list[str]:
     return names
 
 
+@functools.lru_cache(maxsize=1024)
 def flag_list(flags: int, keywords: str) -> bytes:
-    return writer.flag_list(flag_names(flags, keywords))
+    """``(\\Seen $Label1)``: a folder uses a handful of combinations, so each
+    is rendered once (the enum tests cost more than the rest of a FETCH item)."""
+    return writer.flag_list(flag_names(int(flags), keywords))
 
 
 def parse_flags(names: Iterable[str]) -> tuple[Flag, list[str]]:

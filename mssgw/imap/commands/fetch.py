@@ -42,6 +42,8 @@ _MODSEQ = FetchAttribute("MODSEQ")
 @dataclass(frozen=True, slots=True)
 class Plan:
     attributes: tuple[FetchAttribute, ...]
+    #: ``attributes[i].response_name()``, rendered once per command.
+    response_names: tuple[bytes, ...]
     rows: bool
     blob: bool
     header_only: bool
@@ -62,6 +64,7 @@ def plan(attributes: Sequence[FetchAttribute], *, uid: bool, modseq: bool, reado
     )
     return Plan(
         attributes=tuple(attrs),
+        response_names=tuple(a.response_name() for a in attrs),
         rows=any(a.name in _ROW_ITEMS or a.name in _BLOB_ITEMS for a in attrs),
         blob=bool(blob_attrs),
         header_only=header_only,
@@ -229,7 +232,7 @@ async def _items(
     root: mime.Part | None = None
     structure: tuple[mime.JSON, mime.JSON] | None = None
     names = {a.name for a in p.attributes}
-    for attr in p.attributes:
+    for attr, response_name in zip(p.attributes, p.response_names, strict=True):
         name = attr.name
         if name in ("UID", "FLAGS", "MODSEQ"):
             items.append(_view_item(view, msn, attr))
@@ -265,7 +268,7 @@ async def _items(
                 data = mime.section(raw, attr.section, root)
                 if data is not None and attr.partial is not None:
                     data = mime.partial(data, *attr.partial)
-                items.append((attr.response_name(), writer.section_value(data)))
+                items.append((response_name, writer.section_value(data)))
     if seen_changed and "FLAGS" not in names:
         # RFC 3501 §6.4.5: the implicit \Seen is reported with the data.
         items.append(_view_item(view, msn, _FLAGS))
