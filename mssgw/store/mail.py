@@ -444,16 +444,20 @@ class Mail:
         flags: Flag,
         keywords: Sequence[str],
         unchangedsince: int | None = None,
+        *,
+        read_first: bool = False,
     ) -> StoreResult:
         """STORE (RFC 3501 §6.4.6): ``mode`` is ``replace``, ``add`` or ``remove``.
 
         Keywords are kept in the order they were first set and compared
         case-insensitively (RFC 3501 §2.3.2: flag names are not case
-        sensitive), keeping the first spelling.
+        sensitive), keeping the first spelling.  ``read_first``: the caller
+        expects no change (the client sets flags the messages already have):
+        check with a read, and go through the write path only if needed.
         """
         wanted_kw = list(dict.fromkeys(keywords))
 
-        def work(conn: Connection) -> StoreResult:
+        def decide(conn: Connection) -> tuple[list[tuple[int, int, str]], StoreResult]:
             current: list[tuple[int, int, str, int]] = [
                 (row[0], row[1], row[2], row[3])
                 for row in _by_uids(conn, _STATES, {"folder_id": folder_id}, uids)
@@ -471,8 +475,12 @@ class Mail:
                     unchanged.append(MessageState(uid, old_flags, old_kw, modseq))
                 else:
                     todo.append((uid, new_flags, new_kw))
+            return todo, StoreResult([], unchanged, modified, None)
+
+        def work(conn: Connection) -> StoreResult:
+            todo, nothing = decide(conn)
             if not todo:
-                return StoreResult([], unchanged, modified, None)
+                return nothing
             alloc = allocate(conn, folder_id, 0)
             conn.execute(
                 _SET_FLAGS,
@@ -488,8 +496,14 @@ class Mail:
                 ],
             )
             changed = [MessageState(u, f, k, alloc.modseq) for u, f, k in todo]
-            return StoreResult(changed, unchanged, modified, alloc.modseq)
+            return StoreResult(changed, nothing.unchanged, nothing.modified, alloc.modseq)
 
+        if read_first:
+            # Probably nothing to change: a read (which never waits for writers)
+            # confirms it; the answer is that snapshot's, as for any STORE.
+            todo, nothing = await self.store.reading(decide)
+            if not todo:
+                return nothing
         result = await self.store.committer.run(work)
         if result.modseq is not None:
             self._notify(folder_id, result.modseq)

@@ -7,6 +7,8 @@ from mssgw.imap.protocol import SequenceSet, writer
 from mssgw.imap.protocol import commands as c
 from mssgw.imap.session import Refusal, Session
 from mssgw.imap.view import FolderView, parse_flags
+from mssgw.store.mail import apply_flags
+from mssgw.store.models import Flag
 from mssgw.store.traces import TraceRecord
 
 _MODES = {"replace": "FLAGS", "add": "+FLAGS", "remove": "-FLAGS"}
@@ -28,7 +30,13 @@ async def store(session: Session, cmd: c.Store) -> None:
         session.condstore = True
     uids = [u for u in _uids(view, cmd.sequence, uid=cmd.uid) if not view.is_expunged(u)]
     result = await session.mail.store_flags(
-        view.folder.id, uids, cmd.mode, bits, keywords, cmd.unchangedsince
+        view.folder.id,
+        uids,
+        cmd.mode,
+        bits,
+        keywords,
+        cmd.unchangedsince,
+        read_first=_no_change_expected(session, view, uids, cmd.mode, bits, keywords),
     )
     view.apply_own(result.changed, result.modseq)
     if not cmd.silent or session.condstore:
@@ -99,6 +107,29 @@ async def expunge(session: Session, cmd: c.Expunge) -> None:
     own = bool(gone) and view.apply_own_expunge(gone, modseq)
     await session.catch_up(allow_expunge=True, force=bool(gone) and not own)
     session.ok(cmd.tag, "EXPUNGE completed")
+
+
+def _no_change_expected(
+    session: Session,
+    view: FolderView,
+    uids: list[int],
+    mode: str,
+    bits: Flag,
+    keywords: list[str],
+) -> bool:
+    """What the view knows says this STORE changes nothing (clients often set
+    ``\\Seen`` again).  Only a hint: the store decides."""
+    if not uids or session.behind:
+        return False
+    wanted = list(dict.fromkeys(keywords))
+    for uid in uids:
+        msn = view.msn_of(uid)
+        if msn is None:
+            return False
+        old_flags, old_kw = view.flags[msn - 1], view.keywords.get(uid, "")
+        if apply_flags(old_flags, old_kw, mode, int(bits), wanted) != (old_flags, old_kw):
+            return False
+    return True
 
 
 def _record(session: Session, action: str, count: int) -> TraceRecord:
