@@ -23,6 +23,7 @@ with one ``executemany`` each.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import email.parser
 import email.policy
 import io
@@ -66,6 +67,28 @@ _BIG_PARSES = threading.BoundedSemaphore(2)
 #: concurrent deliveries share the file system's journal commits instead of
 #: queueing for a thread.
 _BLOB_WRITERS = ThreadPoolExecutor(32, thread_name_prefix="mssgw-blob")
+
+
+def _give_big_buffers_back() -> None:
+    """glibc: serve every allocation of 4 MiB or more with its own ``mmap``.
+
+    By default glibc raises its mmap threshold each time a big block is freed
+    (up to 32 MiB): after one big message, the next ones' buffers (the bytes
+    read for the MIME structure, tens of MB) are carved from the heap of the
+    thread that asked (up to 32 blob writers, one heap each) and stay in the
+    process once freed.  A fixed threshold gives them back at once: a burst of
+    20 messages of 20 MB peaks at about 145 MB instead of 225-325 MB
+    (``docs/benchmarks.md``).  Elsewhere than glibc, nothing is changed.
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(_M_MMAP_THRESHOLD, 4 << 20)
+    except (OSError, AttributeError):
+        pass
+
+
+_M_MMAP_THRESHOLD = -3
+_give_big_buffers_back()
 
 
 @dataclass(frozen=True)
