@@ -219,7 +219,7 @@ class BlobStore:
         try:
             # A str path: building a Path costs more than opening the file (IMAP FETCH
             # opens one per message).
-            return open(self._path(blob_id), "rb")  # noqa: SIM115 - the caller closes it
+            return open(self._path(blob_id), "rb")  # the caller closes it
         except FileNotFoundError:
             raise StoreError(f"blob {blob_id} is missing from {self.root}") from None
 
