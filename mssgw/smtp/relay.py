@@ -245,8 +245,9 @@ class RelayWorker:
         self.claims = 0
         self._horizon: tuple[object, datetime | None] | None = None
         self._task: asyncio.Task[None] | None = None
-        #: Groups queued and leased to this worker by a delivery (``hand``).
-        self._handed: collections.deque[tuple[list[QueueEntry], _Message | None]] = (
+        #: Groups queued and leased to this worker by a delivery (``hand``), with
+        #: the (event loop) time they were leased.
+        self._handed: collections.deque[tuple[float, list[QueueEntry], _Message | None]] = (
             collections.deque()
         )
         self._wake = asyncio.Event()  # something was queued
@@ -283,7 +284,7 @@ class RelayWorker:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        handed = [r.id for rows, _ in self._handed for r in rows]
+        handed = [r.id for _, rows, _ in self._handed for r in rows]
         self._handed.clear()
         if handed:
             with contextlib.suppress(Exception):
@@ -316,9 +317,12 @@ class RelayWorker:
         by_domain: dict[str, list[QueueEntry]] = {}
         for row in rows:
             by_domain.setdefault(domain_of(row.recipient), []).append(row)
+        # The time of the lease, not of the pick-up: a group that waited too long
+        # is given back before its lease could end during the attempt.
+        leased = asyncio.get_running_loop().time()
         for group in by_domain.values():
             for i in range(0, len(group), MAX_RCPTS):
-                self._handed.append((group[i : i + MAX_RCPTS], message))
+                self._handed.append((leased, group[i : i + MAX_RCPTS], message))
         self._kick.set()
 
     def wake(self) -> None:
@@ -393,8 +397,7 @@ class RelayWorker:
                 if not more and self._wake.is_set():
                     more = True
                 while daemon and self._handed:
-                    rows, message = self._handed.popleft()
-                    ready.append((loop.time(), rows, message))
+                    ready.append(self._handed.popleft())
                 while ready and busy[0] < slots:
                     claimed, rows, message = ready.popleft()
                     if loop.time() - claimed > _READY_MAX_WAIT:

@@ -10,8 +10,11 @@ peer closed meanwhile is replaced without losing the message.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import itertools
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -287,29 +290,24 @@ async def test_one_claim_per_run_and_wakes_coalesce(
 async def test_handed_rows_are_delivered_without_a_claim(
     tmp_path: Path, trust_space: dict[str, Any]
 ) -> None:
-    with tls_peer(trust_space) as (peer, port):
-        async with relay_gateway(
-            tmp_path, trust_space, routes=_routes(port), relay="workers = 2\npoll_interval = 3600\n"
-        ) as relay:
-            daemon = relay.worker(name="daemon")
-            assert daemon.fresh_lease() is None  # not running: rows are queued unleased
-            await daemon.start()
-            await until(lambda: daemon.claims == 1)  # the first look at the queue
-            data = MESSAGE.replace(b"Bonjour", b"handed")
-            result = await _leased(relay, daemon, data, BOB, "carol@op2.mssante.test")
-            daemon.hand(result.leased, data, "<cr-1@op1.mssante.test>")
-            await until(lambda: len(peer.received) == 1)
-            for entry_id in result.queued:  # one transaction, two recipients, no claim
-                entry = await _settled(relay, entry_id)
-                assert (entry.state, entry.attempts, entry.locked_by) == ("delivered", 1, None)
-            assert daemon.claims == 1
-            assert sorted(peer.received[0].recipients) == [BOB, "carol@op2.mssante.test"]
-            traces = await relay.store.traces.recent(category="transport")
-            assert sorted(t.recipients or "" for t in traces if t.action == "relay") == [
-                BOB, "carol@op2.mssante.test",
-            ]  # fmt: skip
-            await daemon.stop()
-            assert daemon.fresh_lease() is None
+    async with _daemon(tmp_path, trust_space, "workers = 2\npoll_interval = 3600\n") as (
+        peer, relay, daemon,
+    ):  # fmt: skip
+        data = MESSAGE.replace(b"Bonjour", b"handed")
+        result = await _leased(relay, daemon, data, BOB, "carol@op2.mssante.test")
+        daemon.hand(result.leased, data, "<cr-1@op1.mssante.test>")
+        await until(lambda: len(peer.received) == 1)
+        for entry_id in result.queued:  # one transaction, two recipients, no claim
+            entry = await _settled(relay, entry_id)
+            assert (entry.state, entry.attempts, entry.locked_by) == ("delivered", 1, None)
+        assert daemon.claims == 1
+        assert sorted(peer.received[0].recipients) == [BOB, "carol@op2.mssante.test"]
+        traces = await relay.store.traces.recent(category="transport")
+        assert sorted(t.recipients or "" for t in traces if t.action == "relay") == [
+            BOB, "carol@op2.mssante.test",
+        ]  # fmt: skip
+        await daemon.stop()
+        assert daemon.fresh_lease() is None
 
 
 async def test_handed_rows_never_started_are_given_back_at_stop(
@@ -325,6 +323,22 @@ async def test_handed_rows_never_started_are_given_back_at_stop(
         (entry_id,) = result.queued
         entry = await relay.entry(entry_id)
         assert (entry.state, entry.locked_by, entry.attempts) == ("queued", None, 0)
+
+
+@contextlib.asynccontextmanager
+async def _daemon(
+    tmp_path: Path, trust_space: dict[str, Any], settings: str
+) -> AsyncIterator[tuple[Any, Relay, RelayWorker]]:
+    """A peer, our gateway routed to it, and its relay daemon after its first look."""
+    with tls_peer(trust_space) as (peer, port):
+        async with relay_gateway(
+            tmp_path, trust_space, routes=_routes(port), relay=settings
+        ) as relay:
+            daemon = relay.worker(name="daemon")
+            assert daemon.fresh_lease() is None  # not running: rows are queued unleased
+            await daemon.start()
+            await until(lambda: daemon.claims == 1)  # the first look at the queue
+            yield peer, relay, daemon
 
 
 async def _leased(relay: Relay, daemon: RelayWorker, data: bytes, *to: str) -> DeliveryResult:
@@ -344,3 +358,46 @@ async def _settled(relay: Relay, entry_id: int) -> QueueEntry:
             return entry
         await asyncio.sleep(0.02)
     raise AssertionError(f"queue entry {entry_id} was never attempted")
+
+
+async def test_handed_rows_that_waited_too_long_are_given_back_then_claimed(
+    tmp_path: Path, trust_space: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mssgw.smtp import relay as relay_module
+
+    async with _daemon(tmp_path, trust_space, "workers = 1\npoll_interval = 1\n") as (
+        peer, relay, daemon,
+    ):  # fmt: skip
+        # The worker's pass fails (the store is briefly unusable): it waits a poll
+        # interval before the next one, and rows handed meanwhile wait with it.
+        real_claim = relay.store.queue.claim_groups
+        failing = [True]
+
+        async def claim_once_failing(*args: Any, **kw: Any) -> Any:
+            if failing[0]:
+                failing[0] = False
+                raise RuntimeError("store unavailable")
+            return await real_claim(*args, **kw)
+
+        monkeypatch.setattr(relay.store.queue, "claim_groups", claim_once_failing)
+        daemon.wake()
+        await until(lambda: not failing[0])
+        monkeypatch.setattr(relay_module, "_READY_MAX_WAIT", 0.3)
+        real_release = relay.store.queue.release_lease
+        released: list[int] = []
+
+        async def release(worker: str, ids: Any) -> None:
+            released.extend(ids)
+            await real_release(worker, ids)
+
+        monkeypatch.setattr(relay.store.queue, "release_lease", release)
+        result = await _leased(relay, daemon, MESSAGE, BOB)
+        relay.clock.now = datetime.now(UTC)  # the worker's clock: the row is due
+        daemon.hand(result.leased, MESSAGE, None)
+        # Picked up a poll interval later: older than the wait allowed, so its
+        # lease is given back and the row is claimed afresh, then delivered once.
+        (entry_id,) = result.queued
+        entry = await _settled(relay, entry_id)
+        assert (entry.state, entry.attempts) == ("delivered", 1)
+        assert released == [entry_id] and len(peer.received) == 1
+        await daemon.stop()
