@@ -5,8 +5,9 @@ Starts, as separate processes on loopback:
 * ``mssgw serve`` (SQLite store, fsync on) with the development PKI;
 * an aiosmtpd server whose handler stores nothing, with the same TLS
   context (MSSanté profile, client certificate required);
-* Postfix configured with the same certificates, when ``postfix`` is
-  installed (otherwise said so, not faked).
+* Postfix configured with the same certificates and TLS profile, queueing
+  (fsync) then discarding, when ``postfix`` is installed and this runs as
+  root (``bench/postfix.py``; otherwise said so, not faked).
 
 Then K concurrent senders (this process, asyncio) deliver 4 KB messages
 with STARTTLS and the other operator's client certificate, first with a new
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import os
 import re
 import shutil
@@ -33,11 +35,13 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench import postfix
 from mssgw import config
 from mssgw.smtp.data import stuff
 from mssgw.store import Store
@@ -45,6 +49,7 @@ from mssgw.tls import devpki
 from tests.smtp.inbound_support import RawClient, add_mailbox, sender_context
 from tests.support import process
 from tests.support.gateway import gateway_config
+from tests.support.ports import free_base
 from tests.support.process import cpu_seconds, stop
 
 MESSAGE_SIZE = 4096
@@ -149,11 +154,18 @@ async def session(port: int, ctx: ssl.SSLContext) -> RawClient:
 
 
 async def run_load(
-    port: int, ctx: ssl.SSLContext, rcpt: str, senders: int, seconds: float, reuse: bool, pid: int
+    port: int,
+    ctx: ssl.SSLContext,
+    rcpt: str,
+    senders: int,
+    seconds: float,
+    reuse: bool,
+    cpu: Callable[[], float],
 ) -> tuple[float, float]:
-    """(messages acknowledged per second, server CPU ms per message)."""
+    """(messages acknowledged per second, server CPU ms per message);
+    ``cpu`` gives the server's CPU seconds so far."""
     done = 0
-    cpu0 = cpu_seconds(pid)
+    cpu0 = cpu()
     deadline = time.monotonic() + seconds
 
     async def one(i: int) -> None:
@@ -181,7 +193,7 @@ async def run_load(
     start_at = time.monotonic()
     await asyncio.gather(*(one(i) for i in range(senders)))
     rate = done / (time.monotonic() - start_at)
-    return rate, 1000 * (cpu_seconds(pid) - cpu0) / max(done, 1)
+    return rate, 1000 * (cpu() - cpu0) / max(done, 1)
 
 
 async def burst(port: int, ctx: ssl.SSLContext, rcpt: str, count: int, size: int) -> float:
@@ -203,6 +215,25 @@ async def burst(port: int, ctx: ssl.SSLContext, rcpt: str, count: int, size: int
 
 
 # --------------------------------------------------------------------------- main
+
+
+async def postfix_load(
+    root: Path, manifest: dict[str, Any], ctx: ssl.SSLContext, rcpt: str, args: argparse.Namespace
+) -> dict[str, tuple[float, float]]:
+    """The same two loads against a throwaway Postfix (``bench/postfix.py``)."""
+    instance = postfix.ThrowawayPostfix(
+        root / "postfix", manifest, rcpt.split("@", 1)[1], free_base([0])
+    )
+    await asyncio.to_thread(instance.start)
+    try:
+        return {
+            mode: await run_load(
+                instance.port, ctx, rcpt, args.senders, args.seconds, reuse, instance.cpu_seconds
+            )
+            for mode, reuse in (("new", False), ("reuse", True))
+        }
+    finally:
+        await asyncio.to_thread(instance.stop)
 
 
 async def prepare_mssgw(root: Path, manifest: dict[str, Any]) -> tuple[Path, str]:
@@ -235,22 +266,25 @@ async def main(args: argparse.Namespace) -> None:
                 results[name] = {}
                 for mode, reuse in (("new", False), ("reuse", True)):
                     results[name][mode] = await run_load(
-                        port, ctx, rcpt, args.senders, args.seconds, reuse, proc.pid
+                        port,
+                        ctx,
+                        rcpt,
+                        args.senders,
+                        args.seconds,
+                        reuse,
+                        functools.partial(cpu_seconds, proc.pid),
                     )
             finally:
                 stop(proc)
+        missing = postfix.available()
+        if missing is None:
+            results["postfix"] = await postfix_load(root, manifest, ctx, rcpt, args)
         print(
             f"inbound SMTP, {args.senders} senders, {MESSAGE_SIZE} B messages, "
             f"STARTTLS + client certificate, {args.seconds:g} s per run, {os.cpu_count()} cores"
         )
-        print(
-            "postfix: "
-            + (
-                "installed but not run by this script"
-                if shutil.which("postfix")
-                else "not installed, no baseline"
-            )
-        )
+        if missing is not None:
+            print(f"postfix: no baseline ({missing})")
         for mode, label in (("new", "new connection per message"), ("reuse", "reused connections")):
             (null, null_cpu), (ours, our_cpu) = results["null"][mode], results["mssgw"][mode]
             print(
@@ -261,6 +295,12 @@ async def main(args: argparse.Namespace) -> None:
                 f"  {'':28s} server CPU per message: null {null_cpu:5.2f} ms, "
                 f"mssgw {our_cpu:5.2f} ms"
             )
+            if "postfix" in results:
+                pf, pf_cpu = results["postfix"][mode]
+                print(
+                    f"  {'':28s} postfix {pf:8.1f} msg/s (CPU {pf_cpu:5.2f} ms/msg, all its "
+                    f"processes)   mssgw / postfix {ours / pf:5.2f}x  (target >= 1.0x)"
+                )
         if args.no_rss:
             return
         print("burst: 20 messages of 20 MB at once")
