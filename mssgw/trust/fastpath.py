@@ -38,6 +38,7 @@ grammar accepts has exactly one reading, the one lxml would give.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import re
 import threading
@@ -114,8 +115,7 @@ class Layout:
     root_start: int
     domaines_start: int
     domaines_end: int
-    #: The ListeDomaines content, empty fields written ``<X></X>`` as
-    #: canonical form does (generators write them ``<X/>``).
+    #: The ListeDomaines content (see ``expand_empty``).
     domaines: bytes
     #: The ``Signature`` element; the whitespace after it, up to the end tag.
     signature_start: int
@@ -157,21 +157,25 @@ def locate(data: bytes) -> Layout | None:
         root_start=head.start(1),
         domaines_start=head.end(),
         domaines_end=end,
-        domaines=_expand_empty(data[head.end() : end]),
+        domaines=data[head.end() : end],
         signature_start=tail.start(1),
         signature_end=tail.end(1),
         after_signature_end=tail.end(2),
     )
 
 
-def _expand_empty(region: bytes) -> bytes:
-    """``<X/>`` → ``<X></X>`` for the six fields (C14N §2.3: empty elements
-    are written as start-end tag pairs); "/>" cannot occur in field text."""
+def expand_empty(layout: Layout) -> Layout | None:
+    """The layout with empty fields written ``<X></X>``, as canonical form
+    writes them (C14N §2.3), when the file writes some ``<X/>`` (lxml does);
+    None when it has none.  Only tried once ``read_fields`` failed: looking
+    for "/>" costs 3 ms on the real list, as much as the rest of ``locate``
+    ("/>" cannot occur in field text, which has no ">")."""
+    region = layout.domaines
     if b"/>" not in region:
-        return region
+        return None
     for name in _FIELD_NAMES:
         region = region.replace(b"<" + name + b"/>", b"<" + name + b"></" + name + b">")
-    return region
+    return dataclasses.replace(layout, domaines=region)
 
 
 def read_fields(layout: Layout) -> tuple[list[str], list[str], list[bytes]] | None:

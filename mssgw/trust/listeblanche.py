@@ -308,6 +308,9 @@ def _load_fast(
         return None
     digests = fastpath.Digests(layout)
     read = fastpath.read_fields(layout)
+    if read is None and (expanded := fastpath.expand_empty(layout)) is not None:
+        layout, digests = expanded, fastpath.Digests(expanded)
+        read = fastpath.read_fields(layout)
     signature = fastpath.parse_signature(layout, _parser()) if read is not None else None
     whole, actual = digests.result()
     if read is None or signature is None:

@@ -72,7 +72,12 @@ def both_outcomes(data: bytes, at: datetime, anchors: Any = None) -> tuple[Any, 
 
 def takes_fast_path(data: bytes) -> bool:
     layout = fastpath.locate(data)
-    return layout is not None and fastpath.read_fields(layout) is not None
+    if layout is None:
+        return False
+    if fastpath.read_fields(layout) is not None:
+        return True
+    expanded = fastpath.expand_empty(layout)
+    return expanded is not None and fastpath.read_fields(expanded) is not None
 
 
 # ---------------------------------------------------------------- the real list
