@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from mssgw.directory.lookup import DirectoryLookup
     from mssgw.smtp.relay import RelayWorker
 from mssgw.store import Store
+from mssgw.store.mail import Mail
 from mssgw.web.autoconfig import ClientEndpoints
 from mssgw.web.http import HttpService
 
@@ -198,15 +199,28 @@ class App:
     async def _daily(self) -> None:
         """Housekeeping at start, then every 24 hours."""
         keep = timedelta(days=self.settings.relay.keep_finished_days)
+        mark: int | None = None
         while True:
             try:
                 await self.purge_traces()
                 forgotten = await self.store.queue.purge_finished(keep)
                 if forgotten:
                     log.info("forgot %d finished queue row(s) past retention", forgotten)
+                mark = await self.forget_expunged(mark)
             except MssgwError as exc:
                 log.error("housekeeping failed: %s", exc)
             await asyncio.sleep(86400)
+
+    async def forget_expunged(self, mark: int | None) -> int:
+        """Delete the IMAP expunge records up to ``mark`` (taken at the previous
+        housekeeping, so at least a day old; ``None`` after a start) and return
+        the mark for the next one (``Mail.forget_expunged`` says why a day is safe)."""
+        mail = Mail(self.store)
+        if mark:
+            forgotten = await mail.forget_expunged(mark)
+            if forgotten:
+                log.info("forgot %d IMAP expunge record(s) older than a day", forgotten)
+        return await mail.expunged_mark()
 
     async def reload(self) -> None:
         """SIGHUP: re-read what can change without a restart (certificates, lists)."""

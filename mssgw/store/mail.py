@@ -548,6 +548,32 @@ class Mail:
             self._notify(folder_id, modseq)
         return gone, modseq
 
+    async def expunged_mark(self) -> int:
+        """The newest expunge record so far (0 when none): a mark for
+        :meth:`forget_expunged` at the next housekeeping."""
+
+        def work(conn: Connection) -> int:
+            return int(conn.execute(select(func.max(_EXPUNGED.c.id))).scalar() or 0)
+
+        return await self.store.reading(work)
+
+    async def forget_expunged(self, through: int) -> int:
+        """Delete the expunge records up to the mark ``through``; return how many.
+
+        A session reads the expunges newer than its view's MODSEQ (``changes``),
+        and its view is brought up to date at every command and, in IDLE, at
+        every change of the folder; a session that sends nothing is logged out
+        after ``[imap] idle_timeout`` (30 min; RFC 3501 §5.4).  So a record older
+        than one housekeeping period (a day: the mark was taken at the previous
+        one) is needed by no session, and without this the table grows by one
+        row per expunged message for ever.
+        """
+
+        def work(conn: Connection) -> int:
+            return int(conn.execute(delete(_EXPUNGED).where(_EXPUNGED.c.id <= through)).rowcount)
+
+        return int(await self.store.committer.run(work))
+
     async def copy(
         self, source: FolderInfo, uids: Sequence[int], target: FolderInfo, *, move: bool = False
     ) -> CopyResult:

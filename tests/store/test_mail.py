@@ -124,3 +124,25 @@ def test_apply_flags_modes() -> None:
     assert apply_flags(1, "A b", "add", 4, ["B", "c"]) == (5, "A b c")
     assert apply_flags(5, "A b c", "remove", 1, ["a"]) == (4, "b c")
     assert apply_flags(5, "A", "replace", 2, ["x", "y"]) == (2, "x y")
+
+
+async def test_forget_expunged_up_to_a_mark_only(store: Store) -> None:
+    """Housekeeping forgets expunge records older than its previous mark; newer
+    ones still reach sessions through ``changes``."""
+    mail, mailbox_id, _ = await inbox_with(store, 4)
+    inbox = await mail.folder(mailbox_id, "INBOX")
+    assert inbox is not None
+    assert await mail.expunged_mark() == 0
+    await mail.store_flags(inbox.id, [1, 2], "add", Flag.DELETED, [])
+    assert await mail.expunge(inbox.id) == [1, 2]
+    mark = await mail.expunged_mark()
+    assert mark > 0
+    await mail.store_flags(inbox.id, [3], "add", Flag.DELETED, [])
+    assert await mail.expunge(inbox.id) == [3]
+    assert (await mail.changes(inbox.id, 0)).expunged == [1, 2, 3]
+
+    assert await mail.forget_expunged(mark) == 2
+    assert (await mail.changes(inbox.id, 0)).expunged == [3]
+    assert await mail.forget_expunged(mark) == 0
+    assert await mail.expunged_mark() > mark
+    assert [m.uid for m in (await mail.snapshot(inbox.id)).messages] == [4]
