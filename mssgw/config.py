@@ -116,6 +116,7 @@ class LimitsSettings:
     max_connections: int = 1000
     max_connections_per_ip: int = 50
     imap_max_literal: int = 50 * 1024 * 1024
+    imap_max_connections_per_identity: int = 20
     idle_timeout: int = 1800
     command_timeout: int = 300
 

@@ -127,6 +127,7 @@ def for_app(app: App) -> ImapService:
             command_timeout=float(lim.command_timeout),
             max_connections=lim.max_connections,
             max_per_ip=lim.max_connections_per_ip,
+            max_per_identity=lim.imap_max_connections_per_identity,
         )
         service = ImapService(
             app.store,

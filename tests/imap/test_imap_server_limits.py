@@ -67,8 +67,9 @@ async def test_large_append_is_spooled_and_durable(
 
 
 async def test_connection_limits(tmp_path: Path, trust_space: dict[str, Any]) -> None:
-    async with imap_env(tmp_path, trust_space) as env:
-        env.service.limits = dataclasses.replace(env.service.limits, max_per_identity=2)
+    per_identity = "[limits]\nimap_max_connections_per_identity = 2\n"
+    async with imap_env(tmp_path, trust_space, extra=per_identity) as env:
+        assert env.service.limits.max_per_identity == 2  # from the configuration file
         first = await Raw.connect(env.imaps, env.client_context())
         second = await Raw.connect(env.imaps, env.client_context())
         third = await Raw.connect(env.imaps, env.client_context())
