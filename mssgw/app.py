@@ -9,7 +9,6 @@ always starts with what exists.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import importlib
 import logging
 import time
@@ -19,6 +18,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from mssgw import __version__
+from mssgw.aio import cancel_and_wait
 from mssgw.auth.service import AuthService
 from mssgw.config import ListenerSettings, Settings
 from mssgw.errors import MssgwError, StoreError
@@ -27,6 +27,7 @@ from mssgw.runtime import TrustSpace
 if TYPE_CHECKING:
     from mssgw.directory.lookup import DirectoryLookup
     from mssgw.smtp.relay import RelayWorker
+from mssgw.imap.pgnotify import PostgresBridge, asyncpg_dsn
 from mssgw.store import Store
 from mssgw.store.mail import Mail
 from mssgw.web.autoconfig import ClientEndpoints
@@ -106,6 +107,8 @@ class App:
             store.messages.annotate = annotate
         self.started_at = time.time()
         self._housekeeping: asyncio.Task[None] | None = None
+        #: Folder changes to and from the other nodes (PostgreSQL, see imap/pgnotify.py).
+        self.node_bridge: PostgresBridge | None = None
 
     def client_endpoints(self) -> ClientEndpoints:
         ports = {
@@ -126,6 +129,10 @@ class App:
             await self.store.mailboxes.ensure_domain(domain)
         if self.trust is not None:
             await self.trust.start()
+        if self.store.dialect == "postgresql" and self.settings.store.node_notifications:
+            self.node_bridge = PostgresBridge(asyncpg_dsn(self.store.url))
+            self.store.messages.observers.append(self.node_bridge.publish)
+            self.node_bridge.begin()
         factories = listener_factories()
         for f in fields(self.settings.listeners):
             lst: ListenerSettings = getattr(self.settings.listeners, f.name)
@@ -162,11 +169,8 @@ class App:
         return bound
 
     async def stop(self) -> None:
-        if self._housekeeping is not None:
-            self._housekeeping.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._housekeeping
-            self._housekeeping = None
+        await cancel_and_wait(self._housekeeping)
+        self._housekeeping = None
         for server in self.servers.values():
             server.close()
         for server in self.servers.values():
@@ -183,6 +187,11 @@ class App:
             self.relay = None
         if self.trust is not None:
             await self.trust.stop()
+        if self.node_bridge is not None:
+            await self.node_bridge.stop()
+            if self.node_bridge.publish in self.store.messages.observers:
+                self.store.messages.observers.remove(self.node_bridge.publish)
+            self.node_bridge = None
 
     async def purge_traces(self, *, at: datetime | None = None) -> dict[str, int]:
         """Delete traces past their retention (SPEC TRACE-1); return how many per category."""

@@ -51,6 +51,7 @@ class StoreSettings:
     busy_timeout_ms: int = 5000
     pool_size: int = 10
     group_commit_max: int = 64
+    node_notifications: bool = True
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,6 @@ read certificate files or the list themselves.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -18,6 +17,7 @@ from pathlib import Path
 
 from cryptography import x509
 
+from mssgw.aio import cancel_and_wait
 from mssgw.config import Settings
 from mssgw.errors import ConfigError, MssgwError
 from mssgw.tls.context import load_certificates
@@ -67,9 +67,7 @@ class TrustSpace:
     async def stop(self) -> None:
         self._stop.set()
         for task in self._tasks:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel_and_wait(task)
         self._tasks.clear()
 
     def reload(self) -> None:

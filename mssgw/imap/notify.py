@@ -12,8 +12,8 @@ commit, ``subscribe(folder_id)`` giving a :class:`Subscription` whose ``modseq``
 rises when a higher MODSEQ is announced, and whose ``waker`` (set by the
 session, if any) is then called.
 
-* :class:`LocalChannel` (now): in-process, for one node.
-* Several nodes on PostgreSQL (later, same interface): ``publish`` runs
+* :class:`LocalChannel`: in-process, one per node.
+* Several nodes on PostgreSQL (``pgnotify.PostgresBridge``): ``publish`` runs
   ``SELECT pg_notify('mssgw_folders', '<folder_id>:<modseq>')`` on the
   store's engine; each node holds one dedicated asyncpg connection with
   ``add_listener('mssgw_folders', ...)`` whose callback calls the local
@@ -33,13 +33,16 @@ from typing import Protocol
 class Subscription:
     """One session's interest in one folder."""
 
-    __slots__ = ("channel", "folder_id", "modseq", "waker")
+    __slots__ = ("channel", "folder_id", "modseq", "stale", "waker")
 
     def __init__(self, channel: LocalChannel, folder_id: int) -> None:
         self.channel = channel
         self.folder_id = folder_id
         #: Highest MODSEQ announced for the folder since subscribing.
         self.modseq = 0
+        #: Announcements may have been missed (the channel between nodes was
+        #: down): the session asks the store once, then clears it.
+        self.stale = False
         #: Called when ``modseq`` rises (the IMAP driver wakes an IDLE session).
         self.waker: Callable[[], None] | None = None
 
@@ -65,6 +68,14 @@ class LocalChannel:
         for sub in self._subs.get(folder_id, ()):
             if modseq > sub.modseq:
                 sub.modseq = modseq
+                if sub.waker is not None:
+                    sub.waker()
+
+    def poke_all(self) -> None:
+        """Mark every subscription stale and wake it (announcements were lost)."""
+        for subs in list(self._subs.values()):
+            for sub in list(subs):
+                sub.stale = True
                 if sub.waker is not None:
                     sub.waker()
 

@@ -22,6 +22,7 @@ from mssgw.auth.service import AuthService
 from mssgw.errors import MssgwError
 from mssgw.imap import cache
 from mssgw.imap.notify import LocalChannel
+from mssgw.imap.pgnotify import PostgresBridge
 from mssgw.store import Store
 from mssgw.store.mail import Mail
 from mssgw.store.traces import TraceRecord
@@ -75,6 +76,8 @@ class ImapService:
         self.hostname = hostname
         self.mail = Mail(store)
         self.channel = LocalChannel()
+        #: The link to the other nodes (PostgreSQL), when there is one.
+        self.bridge: PostgresBridge | None = None
         #: Shared with submission when given (one failure budget per account, AUTH-4).
         self.auth = auth or AuthService(store)
         self.per_ip: Counter[str] = Counter()
@@ -115,6 +118,8 @@ class ImapService:
 _SERVICES: weakref.WeakKeyDictionary[App, ImapService] = weakref.WeakKeyDictionary()
 
 
+
+
 def for_app(app: App) -> ImapService:
     """The one service of a gateway, built on first use from its settings."""
     service = _SERVICES.get(app)
@@ -138,7 +143,17 @@ def for_app(app: App) -> ImapService:
         )
         _SERVICES[app] = service
 
+        bridge = app.node_bridge
+        if bridge is not None:  # other nodes' changes reach this node's sessions
+            bridge.local = service.channel
+            service.mail.observers.append(bridge.publish)
+            service.bridge = bridge
+
         async def shut_down() -> None:
+            if bridge is not None:
+                bridge.local = None
+                if bridge.publish in service.mail.observers:
+                    service.mail.observers.remove(bridge.publish)
             await service.settle()
             service.close()
             _SERVICES.pop(app, None)

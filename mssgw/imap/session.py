@@ -254,7 +254,9 @@ class Session:
     def behind(self) -> bool:
         """Another change was announced after what the view knows."""
         sub, view = self.subscription, self.view
-        return sub is not None and view is not None and sub.modseq > view.known_modseq
+        if sub is None or view is None:
+            return False
+        return sub.stale or sub.modseq > view.known_modseq
 
     async def catch_up(self, *, allow_expunge: bool, force: bool = False) -> None:
         """Pull changes when some were announced, then send what the client may see now."""
@@ -262,6 +264,7 @@ class Session:
         if view is None or sub is None:
             return
         if force or self.behind:
+            sub.stale = False
             changes = await self.mail.changes(view.folder.id, view.known_modseq)
             if changes.folder is None:
                 self.send(writer.bye("the selected folder was deleted"))

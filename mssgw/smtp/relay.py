@@ -48,6 +48,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from mssgw.aio import cancel_and_wait
 from mssgw.policy.decision import Decision
 from mssgw.policy.retry import RetrySchedule, after_temporary_failure
 from mssgw.smtp.client import (
@@ -281,9 +282,7 @@ class RelayWorker:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(grace):
                     await asyncio.shield(task)
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel_and_wait(task)
         handed = [r.id for _, rows, _ in self._handed for r in rows]
         self._handed.clear()
         if handed:

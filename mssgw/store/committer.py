@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import contextlib
 import logging
 import os
 from collections.abc import Callable, Iterable
@@ -39,6 +38,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Connection, Engine
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from mssgw.aio import cancel_and_wait
 from mssgw.errors import StoreError, brief
 
 T = TypeVar("T")
@@ -150,10 +150,7 @@ class GroupCommitter:
 
     async def stop(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)
         for unit in self._pending:
             _settle(unit.future, error=StoreError("store closed before the change was committed"))
         self._pending.clear()
