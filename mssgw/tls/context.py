@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from mssgw.errors import MssgwError
@@ -217,8 +218,25 @@ SslLike = ssl.SSLSocket | ssl.SSLObject
 _ENCODING_DER: int = getattr(__import__("_ssl"), "ENCODING_DER", 2)
 
 
+def load_der(der: bytes) -> x509.Certificate:
+    """A DER certificate parsed completely, or ``ValueError``.
+
+    cryptography parses some fields only when they are first read, and
+    raises ``ValueError``, ``TypeError`` or ``InvalidVersion`` for damaged
+    ones: reading them here makes every later check safe to run on the result.
+    """
+    try:
+        cert = x509.load_der_x509_certificate(der)
+        _ = (cert.subject, cert.issuer, cert.extensions, cert.not_valid_after_utc)
+        cert.public_key()
+    except (ValueError, TypeError, x509.InvalidVersion, UnsupportedAlgorithm) as exc:
+        raise ValueError(str(exc) or type(exc).__name__) from None
+    return cert
+
+
 def peer_chain(conn: SslLike) -> list[x509.Certificate]:
-    """The certificates the peer sent, leaf first ([] when none).
+    """The certificates the peer sent, leaf first ([] when none, or when the
+    leaf cannot be parsed: fail closed, as if no certificate was sent).
 
     Uses the (private in 3.11, public in 3.13) unverified-chain accessor so
     that intermediates sent by the peer are available to Python checks.
@@ -226,7 +244,11 @@ def peer_chain(conn: SslLike) -> list[x509.Certificate]:
     der = conn.getpeercert(binary_form=True)
     if not der:
         return []
-    leaf = x509.load_der_x509_certificate(der)
+    try:
+        leaf = load_der(der)
+    except ValueError as exc:
+        log.info("peer certificate not usable (%s): treated as absent", exc)
+        return []
     raw: list[Any] = []
     inner = getattr(conn, "_sslobj", None)
     getter = getattr(conn, "get_unverified_chain", None) or getattr(
@@ -234,7 +256,12 @@ def peer_chain(conn: SslLike) -> list[x509.Certificate]:
     )
     if getter is not None:
         raw = list(getter() or [])
-    chain = [x509.load_der_x509_certificate(c.public_bytes(_ENCODING_DER)) for c in raw]
+    chain = []
+    for item in raw:
+        try:
+            chain.append(load_der(item.public_bytes(_ENCODING_DER)))
+        except ValueError:  # a damaged intermediate: the path check goes without it
+            continue
     if not chain or chain[0] != leaf:
         chain.insert(0, leaf)
     return chain

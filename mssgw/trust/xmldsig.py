@@ -32,6 +32,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from lxml import etree  # type: ignore[import-untyped]
 
 from mssgw.errors import MssgwError
+from mssgw.tls.context import load_der
 
 DS = "http://www.w3.org/2000/09/xmldsig#"
 EXC_C14N = "http://www.w3.org/2001/10/xml-exc-c14n#"
@@ -99,7 +100,9 @@ def signer_chain(signature: etree._Element) -> list[x509.Certificate]:
     chain = []
     for el in certs_el:
         try:
-            chain.append(x509.load_der_x509_certificate(_b64(el.text, "X509Certificate")))
+            # Parsed completely: KeyInfo is not covered by the signature, so a
+            # damaged certificate must be refused here, not fail a later check.
+            chain.append(load_der(_b64(el.text, "X509Certificate")))
         except ValueError as exc:
             raise SignatureError(f"X509Certificate is not a certificate ({exc})") from None
     return chain

@@ -284,3 +284,20 @@ def test_signature_parsed_alone_equals_signature_in_the_document(rich_list: byte
     c14n = {"method": "c14n", "exclusive": True, "with_comments": False}
     assert etree.tostring(alone[0], **c14n) == etree.tostring(inside[0], **c14n)
     assert re.search(rb"<SignedInfo", etree.tostring(alone[0], **c14n))
+
+
+def test_damaged_signer_certificate_is_refused_not_a_crash(
+    rich_list: bytes, dev_pki: DevPki
+) -> None:
+    """KeyInfo is outside the signature: a byte changed in the certificate's
+    names or extensions leaves its key (and so the signature) valid.  Found by
+    the test above: such lists escaped as ValueError, TypeError or
+    InvalidVersion from the certificate checks instead of being refused."""
+    start = rich_list.index(b"<X509Certificate>") + len(b"<X509Certificate>")
+    for offset in range(0, 400, 2):
+        for char in b"AB/":
+            damaged = rich_list[: start + offset] + bytes([char]) + rich_list[start + offset + 1 :]
+            if damaged == rich_list:
+                continue
+            fast, tree = both_outcomes(damaged, NOW, dev_pki.anchors)
+            assert (fast, tree) == ("refused", "refused"), (offset, chr(char))
