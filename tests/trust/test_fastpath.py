@@ -286,6 +286,7 @@ def test_signature_parsed_alone_equals_signature_in_the_document(rich_list: byte
     assert re.search(rb"<SignedInfo", etree.tostring(alone[0], **c14n))
 
 
+@pytest.mark.filterwarnings("ignore::UserWarning")  # cryptography's, on the damaged names
 def test_damaged_signer_certificate_is_refused_not_a_crash(
     rich_list: bytes, dev_pki: DevPki
 ) -> None:
