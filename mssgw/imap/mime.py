@@ -412,6 +412,8 @@ def _address_tokens(value: str) -> list[tuple[str, str]]:
         elif c in "<>@,;:":
             out.append(("s", c))
             i += 1
+        elif c == ")":  # a stray closing parenthesis: not a token, skip it
+            i += 1
         else:
             j = i
             while j < n and value[j] not in ' \t\r\n()"[<>@,;:':
