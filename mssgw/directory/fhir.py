@@ -219,7 +219,13 @@ class FhirSource:
             self._owners.add(key)
             if res.get("active") is False:
                 continue
-            for entry in entries_of(res, resources):
+            try:
+                entries = entries_of(res, resources)
+            except (TypeError, AttributeError, KeyError, ValueError) as exc:
+                # Outside the FHIR shapes we read: reject that resource, keep the rest.
+                out.append((len(out) + 1, f"{key[:80]}: malformed resource ({exc})"[:200]))
+                continue
+            for entry in entries:
                 problem = _problem(entry)
                 out.append((len(out) + 1, problem or entry))
         return out
@@ -235,11 +241,15 @@ class FhirSource:
         while url:
             bundle = self._get(url, query)
             query = None  # the next link carries its own query
-            for item in bundle.get("entry") or []:
-                if "resource" in item:
-                    yield item["resource"], (item.get("search") or {}).get("mode", "match")
-            url = next((link.get("url") for link in bundle.get("link") or []
-                        if link.get("relation") == "next"), None)
+            for item in _list(bundle.get("entry")):
+                resource = item.get("resource") if isinstance(item, dict) else None
+                if isinstance(resource, dict):
+                    search = item.get("search")
+                    mode = search.get("mode", "match") if isinstance(search, dict) else "match"
+                    yield resource, mode
+            url = next((link["url"] for link in _list(bundle.get("link"))
+                        if isinstance(link, dict) and link.get("relation") == "next"
+                        and isinstance(link.get("url"), str)), None)
 
     def _get(self, url: str, params: dict[str, str] | None) -> dict[str, Any]:
         try:
@@ -248,10 +258,19 @@ class FhirSource:
             raise DirectoryError(f"FHIR {url}: {exc}") from None
         if response.status_code != 200:
             raise DirectoryError(f"FHIR {url}: HTTP {response.status_code}")
-        bundle = response.json()
-        if bundle.get("resourceType") != "Bundle":
-            raise DirectoryError(f"FHIR {url}: expected a Bundle, got {bundle.get('resourceType')}")
+        try:
+            bundle = response.json()
+        except ValueError:
+            raise DirectoryError(f"FHIR {url}: the answer is not JSON") from None
+        kind = bundle.get("resourceType") if isinstance(bundle, dict) else type(bundle).__name__
+        if kind != "Bundle":
+            raise DirectoryError(f"FHIR {url}: expected a Bundle, got {str(kind)[:40]}")
         return dict(bundle)
+
+
+def _list(value: Any) -> list[Any]:
+    """A JSON array as a list; anything else (absent, null, an object) as empty."""
+    return value if isinstance(value, list) else []
 
 
 def _problem(entry: DirectoryEntry) -> str | None:

@@ -128,7 +128,7 @@ def http_server() -> Iterator[HttpServer]:
             state.requests.append(rec)
             route = state.routes.get(parts.path)
             status, body = route(rec) if route else (404, {"resourceType": "OperationOutcome"})
-            data = json.dumps(body).encode()
+            data = body if isinstance(body, bytes) else json.dumps(body).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/fhir+json")
             self.send_header("Content-Length", str(len(data)))

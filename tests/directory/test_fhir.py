@@ -168,3 +168,40 @@ async def test_incremental_sync_removes_by_owner(http_server: HttpServer,
     assert await sql_replica.get("j.darcy@second.mssante.fr") is None
     assert await sql_replica.get("h.lefevre@medecin.mssante.fr") is None
     assert await sql_replica.get("accueil@ch-etang.mssante.fr") is not None
+
+
+def test_malformed_resources_are_rejected_one_by_one(http_server: HttpServer) -> None:
+    """Shapes outside FHIR (a boolean telecom, a string where an object goes, an
+    entry that is not an object) reject that resource only, with a reason."""
+    good = practitioner("1", "LEFÈVRE", "Hélène", telecom("h.lefevre@medecin.mssante.fr"))
+    bad_telecom = {**practitioner("2", "X", "Y"), "telecom": True}
+    bad_items = {**practitioner("3", "Z", "W"), "telecom": ["mailto:z@medecin.mssante.fr", 1]}
+    serve(http_server, {"Practitioner": [[(good, "match"), (bad_telecom, "match"),
+                                          (bad_items, "match")]],
+                        "PractitionerRole": [[]], "Organization": [[]]})
+    original = http_server.routes["/fhir/v2/Practitioner"]
+
+    def with_junk_entries(req: Recorded) -> tuple[int, Any]:
+        status, body = original(req)
+        body["entry"] += ["not an object", {"resource": "not a resource"}, {"search": 1}]
+        body["link"] = [1, {"relation": "next"}]  # a next link without a URL ends the pages
+        return status, body
+
+    http_server.routes["/fhir/v2/Practitioner"] = with_junk_entries
+    source = FhirSource(f"{http_server.url}/fhir/v2", KEY)
+    stats = ScanStats()
+    found = [e.address for e in source.scan(stats)]
+    assert found == ["h.lefevre@medecin.mssante.fr"]
+    assert (stats.valid, stats.invalid) == (1, 2)
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [(b"<html>maintenance</html>", "not JSON"), ([1, 2], "expected a Bundle, got list")],
+)
+def test_an_answer_that_is_not_a_bundle_is_a_clear_error(
+    http_server: HttpServer, body: Any, message: str
+) -> None:
+    http_server.routes["/fhir/v2/Practitioner"] = lambda req: (200, body)
+    with pytest.raises(DirectoryError, match=message):
+        list(FhirSource(f"{http_server.url}/fhir/v2", KEY).scan(ScanStats()))
