@@ -186,6 +186,11 @@ class LdapReplica:
         except OSError as exc:  # ConnectionError, socket timeout
             self._drop()
             raise DirectoryError(f"LDAP replica {self.url}: searching: {exc}") from None
+        except (IndexError, ValueError) as exc:  # a response ldap_wire cannot decode
+            self._drop()
+            raise DirectoryError(
+                f"LDAP replica {self.url}: searching: malformed response ({exc})"
+            ) from None
         except GeneratorExit:  # abandoned mid-search: responses may still arrive
             self._drop()
             raise

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import ldap3
 import pytest
 
 from mssgw.directory import sample
+from mssgw.directory.base import DirectoryError
 from mssgw.directory.entry import DirectoryEntry
 from mssgw.directory.extraction import ExtractionSource
 from mssgw.directory.ldap_replica import LdapReplica, entry_attributes
@@ -106,3 +108,29 @@ async def test_searching_a_missing_base_finds_nothing(slapd_server: Slapd) -> No
         assert await replica.local_entries() == []
     finally:
         replica.close()
+
+
+async def test_a_response_that_cannot_be_decoded_is_a_clear_error() -> None:
+    """The replica's answers are decoded by ``ldap_wire``: a truncated or damaged
+    message is a ``DirectoryError`` naming the server, and the connection is dropped."""
+    ours, server = socket.socketpair()
+    server.sendall(bytes([0x30, 0x03, 0x02, 0x01, 0x02]))  # a message id and nothing else
+
+    class Connection:
+        bound = True
+        socket = ours
+        unbound = False
+
+        def unbind(self) -> None:
+            self.unbound = True
+
+    fake = Connection()
+    replica = LdapReplica("ldap://127.0.0.1:1", "", "", "ou=x,dc=example,dc=org")
+    replica._conn = fake  # type: ignore[assignment]
+    try:
+        with pytest.raises(DirectoryError, match=r"ldap://127\.0\.0\.1:1.*malformed response"):
+            await replica.counts()
+        assert fake.unbound and replica._conn is None
+    finally:
+        ours.close()
+        server.close()
