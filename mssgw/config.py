@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Literal, get_args, get_origin, get_type_hints
 
 from mssgw.errors import ConfigError
+from mssgw.text import is_digits
 
 ENV_PREFIX = "MSSGW_"
 TlsMode = Literal["none", "starttls", "implicit"]
@@ -438,7 +439,7 @@ def _validate_relay(settings: Settings) -> None:
         _positive(src, f"relay.{key}", getattr(relay, key))
     for domain, target in relay.routes.items():
         host, _, port = target.rpartition(":")
-        if not is_domain(domain) or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        if not is_domain(domain) or not host or not is_digits(port) or not 0 < int(port) < 65536:
             raise ConfigError(
                 f'{src}: relay.routes.{domain} = {target!r}: expected a domain = "host:port"'
             )

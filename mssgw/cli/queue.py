@@ -20,6 +20,7 @@ from mssgw.store import Store
 from mssgw.store.models import QueueEntry, QueueEvent, QueueState
 from mssgw.store.timeutil import now
 from mssgw.store.traces import TraceRecord
+from mssgw.text import is_digits
 
 
 def register(sub: Any) -> None:
@@ -88,7 +89,7 @@ def register(sub: Any) -> None:
 
 
 def _positive(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
+    if not is_digits(text) or int(text) < 1:
         raise argparse.ArgumentTypeError(f"{text!r} is not a positive number")
     return int(text)
 

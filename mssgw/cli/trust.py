@@ -14,6 +14,7 @@ from cryptography import x509
 from mssgw import config
 from mssgw.cli._common import group, settings_from
 from mssgw.errors import ConfigError, MssgwError
+from mssgw.text import is_digits
 
 
 def register(sub: Any) -> None:
@@ -248,7 +249,7 @@ def check_peer_cmd(args: argparse.Namespace) -> int:
 
 def _host_port(target: str) -> tuple[str, int]:
     host, sep, port = target.rpartition(":")
-    if not sep or not host or not port.isdigit():
+    if not sep or not host or not is_digits(port):
         raise MssgwError(f"{target!r}: expected HOST:PORT")
     return host.strip("[]"), int(port)
 
@@ -296,7 +297,7 @@ def _starttls(sock: socket.socket, helo: str) -> None:
             lines.append(line)
             if len(line) < 4 or line[3] != "-":
                 break
-        code = int(lines[-1][:3]) if lines[-1][:3].isdigit() else 0
+        code = int(lines[-1][:3]) if is_digits(lines[-1][:3]) else 0
         return code, "\n".join(lines)
 
     def expect(expected: int, what: str) -> str:

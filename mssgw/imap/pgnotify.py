@@ -39,6 +39,7 @@ from sqlalchemy.engine import make_url
 from mssgw.aio import cancel_and_wait
 from mssgw.errors import brief
 from mssgw.imap.notify import LocalChannel
+from mssgw.text import is_digits
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +61,7 @@ def asyncpg_dsn(store_url: str) -> str:
 def parse(payload: str) -> tuple[int, int] | None:
     """``"F:m"`` → ``(F, m)``; None for anything else (never trusted blindly)."""
     folder, sep, modseq = payload.partition(":")
-    if not sep or not folder.isdigit() or not modseq.isdigit():
+    if not sep or not is_digits(folder) or not is_digits(modseq):
         return None
     return int(folder), int(modseq)
 

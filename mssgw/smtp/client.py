@@ -47,6 +47,7 @@ from cryptography import x509
 
 from mssgw.policy.decision import Decision
 from mssgw.smtp.mx import Hop
+from mssgw.text import is_digits
 from mssgw.tls.context import peer_chain
 from mssgw.tls.identity import subject_dn
 
@@ -109,7 +110,7 @@ class ReplyParser:
 
     def feed(self, line: bytes) -> SmtpReply | None:
         text = line.rstrip(b"\r\n").decode("utf-8", "replace")
-        if len(text) < 3 or not text[:3].isdigit() or (len(text) > 3 and text[3] not in " -"):
+        if len(text) < 3 or not is_digits(text[:3]) or (len(text) > 3 and text[3] not in " -"):
             raise ProtocolError(f"malformed reply line {text[:40]!r}")
         code = int(text[:3])
         if not 200 <= code <= 599 or (self._code is not None and code != self._code):
@@ -702,7 +703,7 @@ async def _transaction(
     """
     session, extensions, dsn = conn.session, conn.extensions, attempt.dsn
     limit = extensions.get("SIZE", "")
-    if limit.isdigit() and int(limit) > 0 and tx.size > int(limit):
+    if is_digits(limit) and int(limit) > 0 and tx.size > int(limit):
         # RFC 1870 §6.1: do not send a message larger than the advertised SIZE.
         reason = f"{hop} accepts at most {limit} octets; the message has {tx.size}"
         return [Result("failed", "5.3.4", reason)] * len(tx.recipients)

@@ -19,6 +19,7 @@ import re
 from dataclasses import dataclass
 
 from mssgw.policy.decision import Decision
+from mssgw.text import is_digits
 
 # RFC 5321 §4.5.3.1: octet limits.
 MAX_LOCAL = 64
@@ -219,7 +220,7 @@ def parse_mail(arg: str, *, esmtp: bool = True) -> MailArgument:
     for key, (_, value) in raw.items():
         if key == "SIZE":
             text = _need_value(key, value)
-            if not text.isdigit() or len(text) > 20:
+            if not is_digits(text) or len(text) > 20:
                 raise _syntax("SIZE must be a number (RFC 1870)")
             size = int(text)
         elif key == "BODY":

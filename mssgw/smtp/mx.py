@@ -35,6 +35,8 @@ import dns.exception
 import dns.name
 import dns.resolver
 
+from mssgw.text import is_digits
+
 #: RFC 5321 §5.1 lets clients bound the addresses tried; Postfix uses 5 too.
 MAX_HOPS = 5
 
@@ -75,7 +77,7 @@ def parse_route(value: str, default_port: int = 25) -> tuple[str, int]:
         host, port = text.split(":")
     else:
         host, port = text, ""
-    if not host or (port and not port.isdigit()) or not 0 < int(port or default_port) < 65536:
+    if not host or (port and not is_digits(port)) or not 0 < int(port or default_port) < 65536:
         raise ValueError(f"route {value!r}: expected host:port")
     return host, int(port) if port else default_port
 

@@ -68,6 +68,7 @@ from mssgw.store.models import QueueEntry
 from mssgw.store.queue import Outcome
 from mssgw.store.timeutil import now
 from mssgw.store.traces import TraceRecord
+from mssgw.text import is_digits
 from mssgw.trust.binding import check_peer
 
 if TYPE_CHECKING:
@@ -788,6 +789,6 @@ async def _settled(tasks: set[asyncio.Task[None]]) -> None:
 
 def _code(result: Result) -> str:
     """Trace ``code``: the reply code and status when the server answered, else the status."""
-    if result.reply and result.reply[:3].isdigit():
+    if result.reply and is_digits(result.reply[:3]):
         return f"{result.reply[:3]} {result.status}"
     return result.status

@@ -100,6 +100,7 @@ async def test_idle_still_woken_after_the_link_was_cut(
     ("payload", "parsed"),
     [
         ("12:345", (12, 345)),
+        ("1:²", None),
         ("1:1", (1, 1)),
         ("12", None),
         ("a:1", None),

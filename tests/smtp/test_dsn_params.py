@@ -52,6 +52,8 @@ def test_paths(text: str, sender: str) -> None:
         ("<a@b.fr", "501 5.5.4"),
         ("<a@b.fr>SIZE=1", "501 5.5.4"),
         ("<a@b.fr> SIZE=x", "501 5.5.4"),
+        ("<a@b.fr> SIZE=²", "501 5.5.4"),  # a Unicode digit: isdigit() but not int()
+        ("<a@b.fr> SIZE=٣", "501 5.5.4"),  # another: int() reads it as 3
         ("<a@b.fr> SIZE=1 SIZE=2", "501 5.5.4"),
         ("<a@b.fr> RET=ALL", "501 5.5.4"),
         ("<a@b.fr> ENVID=a+zz", "501 5.5.4"),
