@@ -22,7 +22,6 @@ from mssgw.auth.service import AuthService
 from mssgw.errors import MssgwError
 from mssgw.imap import cache
 from mssgw.imap.notify import LocalChannel
-from mssgw.imap.pgnotify import PostgresBridge
 from mssgw.store import Store
 from mssgw.store.mail import Mail
 from mssgw.store.traces import TraceRecord
@@ -76,8 +75,6 @@ class ImapService:
         self.hostname = hostname
         self.mail = Mail(store)
         self.channel = LocalChannel()
-        #: The link to the other nodes (PostgreSQL), when there is one.
-        self.bridge: PostgresBridge | None = None
         #: Shared with submission when given (one failure budget per account, AUTH-4).
         self.auth = auth or AuthService(store)
         self.per_ip: Counter[str] = Counter()
@@ -147,7 +144,6 @@ def for_app(app: App) -> ImapService:
         if bridge is not None:  # other nodes' changes reach this node's sessions
             bridge.local = service.channel
             service.mail.observers.append(bridge.publish)
-            service.bridge = bridge
 
         async def shut_down() -> None:
             if bridge is not None:

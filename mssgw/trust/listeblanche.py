@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -200,18 +199,6 @@ def parse_document(data: bytes) -> etree._Element:
 
 _FIELD_TAGS = {f"{{{NS}}}{name}": i for i, name in enumerate(_FIELDS)}
 _DOMAINE_TAG = f"{{{NS}}}Domaine"
-#: One Domaine in exclusive-C14N form with the schema's element order: the
-#: canonical form is deterministic (no comments, no CDATA, no attributes here,
-#: text escaped as &amp; &lt; &gt; &#xD;), so a regular expression reads it
-#: exactly.  ``\s*`` in front makes matches contiguous: any other content
-#: between two Domaine elements breaks the chain and sends the document to
-#: the tree reader.
-_CANONICAL_DOMAINE = re.compile(
-    rb"\s*<Domaine>\s*<Nom>([^<]*)</Nom>\s*<Description>([^<]*)</Description>"
-    rb"\s*<DNCertificatOperateur>([^<]*)</DNCertificatOperateur>"
-    rb"\s*<ResponsableContact>([^<]*)</ResponsableContact>"
-    rb"\s*<SupportContact>([^<]*)</SupportContact>\s*<DateMAJ>([^<]*)</DateMAJ>\s*</Domaine>"
-)
 _UNESCAPE = (
     (b"&lt;", b"<"),
     (b"&gt;", b">"),
@@ -242,37 +229,6 @@ def _check_structure(root: etree._Element) -> tuple[datetime, etree._Element]:
             "expected DateDeGeneration, ListeDomaines, Signature"
         )
     return _parse_time(kids[0].text, "DateDeGeneration"), kids[1]
-
-
-def _read_canonical(canonical: bytes, count: int) -> list[RawEntry] | None:
-    """Fast path: read the signed canonical bytes themselves (one regex pass).
-
-    Returns None unless the ListeDomaines content is exactly ``count``
-    Domaine elements in the schema layout, back to back.
-    """
-    start = canonical.find(b"<ListeDomaines>")
-    end = canonical.rfind(b"</ListeDomaines>")
-    if start < 0 or end < 0 or canonical.find(b"<ListeDomaines>", start + 1) >= 0:
-        return None
-    pos = start + len(b"<ListeDomaines>")
-    entries: list[RawEntry] = []
-    append = entries.append
-    for m in _CANONICAL_DOMAINE.finditer(canonical, pos, end):
-        if m.start() != pos:
-            return None
-        pos = m.end()
-        nom, description, dn, responsable, support, updated = m.groups()
-        # Inline fast decode (this loop runs 6,500 times per load).
-        name = nom.decode().strip() if b"&" not in nom else _text(nom)
-        subject = dn.decode().strip() if b"&" not in dn else _text(dn)
-        if not name or not subject:
-            raise ListeBlancheError(
-                f"Domaine #{len(entries) + 1}: Nom and DNCertificatOperateur are required"
-            )
-        append((name.lower().rstrip("."), subject, (description, responsable, support, updated)))
-    if len(entries) != count or canonical[pos:end].strip():
-        return None
-    return entries
 
 
 def _columns_from_fields(names: list[str], subjects: list[str], fields: list[bytes]) -> Columns:
@@ -461,12 +417,12 @@ def load_verified(
     else:
         root = parse_document(data)
         try:
-            chain, canonical = verify_enveloped(root)
+            chain, _signed = verify_enveloped(root)
         except SignatureError as exc:
             raise ListeBlancheError(f"liste blanche signature refused: {exc}") from None
         check_signer(chain, at=at, anchors=anchors, expected_signer=expected_signer)
         generated, liste = _check_structure(root)
-        entries = _read_canonical(canonical, len(liste)) or _read_entries_generic(liste)
+        entries = _read_entries_generic(liste)
         rows = _columns(entries)
         signer, sha256 = chain[0], hashlib.sha256(data).hexdigest()
     index, skipped = _index(rows[0], rows[1])

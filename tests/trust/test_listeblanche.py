@@ -303,33 +303,13 @@ def test_unparseable_dn_skips_that_entry_only(dev_pki: DevPki) -> None:
     assert len(liste.skipped) == 1 and "a.test" in liste.skipped[0]
 
 
-def test_fast_canonical_reader_equals_tree_reader(sample: bytes) -> None:
-    """The regex reader over the signed canonical bytes and the strict tree
-    reader must see exactly the same entries (escapes included)."""
-    from mssgw.trust.xmldsig import verify_enveloped
-
-    root = listeblanche.parse_document(sample)
-    _, canonical = verify_enveloped(root)
-    _, liste_el = listeblanche._check_structure(root)
-    fast = listeblanche._read_canonical(canonical, len(liste_el))
-    slow = listeblanche._read_entries_generic(liste_el)
-    assert fast is not None and len(fast) == len(slow) == 6494
-
-    def text(entries: list[listeblanche.RawEntry]) -> list[tuple[str, ...]]:
-        return [(d, dn, *(listeblanche._text(v) for v in extra)) for d, dn, extra in entries]
-
-    assert text(fast) == text(slow)
-    assert any("&" in e[3] or "&" in e[2] for e in text(fast))  # escapes were exercised
-
-
 def test_non_canonical_layout_falls_back(dev_pki: DevPki) -> None:
-    from mssgw.trust.xmldsig import verify_enveloped
+    from mssgw.trust import fastpath
 
     def extra_text(root: Any) -> None:
         _domaines(root)[0].tail = "\n  stray text  \n"
 
     data = _signed(dev_pki, extra_text)
-    root = listeblanche.parse_document(data)
-    _, canonical = verify_enveloped(root)
-    assert listeblanche._read_canonical(canonical, 2) is None
+    layout = fastpath.locate(data)
+    assert layout is not None and fastpath.read_fields(layout) is None  # not the fast grammar
     assert verify_dev(data, dev_pki).entries == 2
