@@ -26,6 +26,8 @@ from mssgw.errors import ConfigError
 from mssgw.text import is_digits
 
 ENV_PREFIX = "MSSGW_"
+#: Upper bound of ``store.inline_max``: beyond it a row gets heavy for the database.
+INLINE_LIMIT = 1 << 20
 TlsMode = Literal["none", "starttls", "implicit"]
 TlsProfile = Literal["mssante", "modern"]
 
@@ -53,6 +55,8 @@ class StoreSettings:
     pool_size: int = 10
     group_commit_max: int = 64
     node_notifications: bool = True
+    #: Messages up to this many octets are kept in the database (see store.content).
+    inline_max: int = 131072
 
 
 @dataclass(frozen=True)
@@ -393,6 +397,11 @@ def validate(settings: Settings) -> None:
     _positive(src, "store.busy_timeout_ms", settings.store.busy_timeout_ms)
     _positive(src, "store.pool_size", settings.store.pool_size)
     _positive(src, "store.group_commit_max", settings.store.group_commit_max)
+    if not 0 <= settings.store.inline_max <= INLINE_LIMIT:
+        raise ConfigError(
+            f"{src}: store.inline_max = {settings.store.inline_max}: expected 0 (every message"
+            f" in a file) to {INLINE_LIMIT} octets"
+        )
     for f in fields(LimitsSettings):
         _positive(src, f"limits.{f.name}", getattr(settings.limits, f.name))
     _validate_relay(settings)

@@ -107,6 +107,8 @@ def test_environment_overrides(tmp_path: Path) -> None:
         ("[gateway]\ndomains = ['Bad_Domain']\n", {}, r"gateway.domains: 'Bad_Domain'"),
         ("[store]\nurl = 'mysql://x'\n", {}, r"store.url = 'mysql://x'"),
         ("[limits]\nmax_recipients = 0\n", {}, r"limits.max_recipients = 0: expected a positive"),
+        ("[store]\ninline_max = -1\n", {}, r"store.inline_max = -1: expected 0 .* to 1048576"),
+        ("[store]\ninline_max = 2000000\n", {}, r"store.inline_max = 2000000: expected 0"),
         ("[listeners.imap]\nport = 2000\n[listeners.imaps]\nport = 2000\n", {}, r"already used by"),
         ("", {"MSSGW_LIMITS__NOPE": "1"}, r"unknown key 'limits.nope'"),
         ("[tls]\ncertificate = 'a.pem'\n", {}, r"tls.certificate and tls.key go together"),

@@ -46,7 +46,7 @@ import socket
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from mssgw.aio import cancel_and_wait
 from mssgw.policy.decision import Decision
@@ -92,6 +92,17 @@ POOL_MAX_TRANSACTIONS = 100
 _READY_MAX_WAIT = 30.0
 #: Messages up to this size are read once into memory for the attempt.
 _IN_MEMORY = 256 * 1024
+
+
+def _header_block(source: BinaryIO) -> bytes:
+    """The header block of a message (at most 1 MiB), and the file closed."""
+    with source as f:
+        head = bytearray()
+        while line := f.readline(65536):
+            head += line
+            if line in (b"\r\n", b"\n") or len(head) > 1 << 20:
+                break
+        return bytes(head)
 
 
 def domain_of(address: str) -> str:
@@ -152,7 +163,7 @@ class Notifier:
         first = rows[0]
         if not first.sender:
             return False
-        original = await asyncio.to_thread(self._original, first.blob_id, first.ret, action)
+        original = await self._original(first.blob_id, first.ret, action)
         meta = header_meta(io.BytesIO(original))
         report = DsnReport(
             reporting_mta=self.settings.gateway.hostname,
@@ -191,17 +202,12 @@ class Notifier:
             )
         return where is not None
 
-    def _original(self, blob_id: str, ret: str | None, action: Action) -> bytes:
+    async def _original(self, blob_id: str, ret: str | None, action: Action) -> bytes:
         """The bytes the report needs: all of them only for a failure with RET=FULL."""
         if action == "failed" and (ret or "").upper() == "FULL":
-            return self.store.blobs.read(blob_id)
-        with self.store.blobs.open(blob_id) as f:
-            head = bytearray()
-            while line := f.readline(65536):
-                head += line
-                if line in (b"\r\n", b"\n") or len(head) > 1 << 20:
-                    break
-            return bytes(head)
+            return await self.store.contents.read_one(blob_id)
+        source = await self.store.contents.open(blob_id)
+        return await asyncio.to_thread(_header_block, source)
 
     async def _deliver(self, sender: str, data: bytes) -> str | None:
         return await route_report(self.store, sender, data)
@@ -546,7 +552,7 @@ class RelayWorker:
             result = Result("failed" if exc.permanent else "deferred", exc.status, exc.reason)
             return self._no_hop(rows, result, traces)
         if message is None:
-            message = await asyncio.to_thread(self._message, rows[0].blob_id)
+            message = await self._load(rows[0].blob_id)
         trust = self.trust
         transaction = Transaction(
             sender=rows[0].sender,
@@ -615,6 +621,15 @@ class RelayWorker:
             )
         )
         return [result] * len(rows), None
+
+    async def _load(self, blob_id: str) -> _Message:
+        """The message of a queue row: from its blob row when inline (one query),
+        else from its file in a worker thread."""
+        data = await self.store.contents.inline(blob_id)
+        if data is None:
+            return await asyncio.to_thread(self._message, blob_id)
+        meta = header_meta(io.BytesIO(data))
+        return _Message(len(data), not data.isascii(), meta.message_id, data)
 
     def _message(self, blob_id: str) -> _Message:
         """Size, 8-bit content (for BODY=8BITMIME), Message-ID and the bytes of a

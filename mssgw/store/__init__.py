@@ -59,7 +59,9 @@ class Store:
         url: str,
         group_commit_max: int = 64,
         busy_timeout_ms: int = 5000,
+        inline_max: int = 131072,
     ) -> None:
+        from mssgw.store.content import Contents
         from mssgw.store.credentials import Credentials
         from mssgw.store.delivery import Messages
         from mssgw.store.mailboxes import Mailboxes
@@ -70,6 +72,10 @@ class Store:
         self.write_engine = writer
         self.url = url
         self.blobs = blobs
+        #: Messages up to this many octets, given as bytes, are kept in their blob
+        #: row instead of a file (``mssgw.store.content``).
+        self.inline_max = inline_max
+        self.contents: Contents = Contents(self)
         self.sessionmaker = async_sessionmaker(reader, expire_on_commit=False)
         self.write_sessionmaker = async_sessionmaker(writer, expire_on_commit=False)
         #: SQLite has one writer at a time, and a writer that finds the database
@@ -124,6 +130,7 @@ class Store:
             url=url,
             group_commit_max=settings.store.group_commit_max,
             busy_timeout_ms=settings.store.busy_timeout_ms,
+            inline_max=settings.store.inline_max,
         )
         try:
             await store.ping()

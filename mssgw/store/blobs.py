@@ -26,7 +26,7 @@ import itertools
 import os
 import re
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
@@ -55,10 +55,15 @@ class _Unsupported(Exception):
 
 @dataclass(frozen=True)
 class BlobRef:
-    """What the database records about a blob."""
+    """What the database records about a blob.
+
+    ``data``: the bytes themselves when they are kept in the database row
+    (``mssgw.store.content``) rather than in a file.
+    """
 
     id: str
     size: int
+    data: bytes | None = field(default=None, repr=False, compare=False)
 
 
 class BlobStore:

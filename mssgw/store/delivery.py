@@ -1,7 +1,10 @@
 """Delivering messages into folders, and the few message operations the store owns.
 
-A delivery writes the blob first (file and folder entry fsynced, once for
-every recipient), then in one transaction records the blob row, allocates a
+A small message (``store.inline_max``, in memory) is kept in its blob row,
+so the delivery is one transaction and one fsync (``mssgw.store.content``).
+A larger one is written to its blob file first (file and folder entry
+fsynced, once for every recipient).  Then one transaction records the blob
+row (with the bytes, if inline), allocates a
 UID and MODSEQ in each target folder, inserts one message row per folder and
 one queue row per remote recipient.  Either all of that commits or none of it
 is visible; the call returns only after the commit, so the caller may then
@@ -26,6 +29,7 @@ import contextlib
 import ctypes
 import email.parser
 import email.policy
+import hashlib
 import io
 import threading
 from collections.abc import Callable, Sequence
@@ -214,10 +218,11 @@ class Messages:
             hot = hot_sql(conn.dialect)
             # Asked for first, so the batch's blob rows go in before its message rows.
             blobs = deferred(conn, _flush_blobs)
+            blob_row = (blob.id, blob.size, hot.utc(stamp), blob.data)
             if remote:  # queue rows reference the blob row at once
-                hot.execute(conn, hot.insert_blob, (blob.id, blob.size, hot.utc(stamp)))
+                hot.execute(conn, hot.insert_blob, blob_row)
             else:
-                blobs.append((blob.id, blob.size, hot.utc(stamp)))
+                blobs.append(blob_row)
             copies = [
                 _file(conn, hot, blob, target, when, cached, envelope) for target in local
             ]
@@ -238,15 +243,20 @@ class Messages:
     def _write_blob(
         self, data: bytes | BinaryIO, meta: MessageMeta | None
     ) -> tuple[BlobRef, MessageMeta]:
-        """In a worker thread: the file, fsynced, and its folder entry, fsynced; and
-        its metadata.
+        """In a worker thread: the message's metadata, and its file, fsynced, and
+        the folder entry, fsynced -- unless it is small enough to be kept in the
+        blob row, which the delivery's COMMIT makes durable (``store.content``).
 
         The folder is fsynced here rather than by the committer for its batch:
         blobs are spread over 256 folders, so a batch's blobs rarely share one,
         and these fsyncs, run in parallel by the worker threads, share the file
         system's journal commits instead of queueing in the committer's thread.
         """
-        blob = self.store.blobs.put_sync(data)
+        if isinstance(data, bytes) and len(data) <= self.store.inline_max:
+            # Kept in the blob row: durable with the delivery's own COMMIT.
+            blob = BlobRef(hashlib.sha256(data).hexdigest(), len(data), data)
+        else:
+            blob = self.store.blobs.put_sync(data)
         if meta is None and self.annotate is not None:
             if isinstance(data, bytes):
                 meta = self.annotate(data)
@@ -329,9 +339,13 @@ class HotSql:
         self._converted: dict[str, str] = {}
         #: Python datetime → what the DBAPI gets for a ``UtcDateTime`` column.
         self.utc = UtcDateTime().dialect_impl(dialect).bind_processor(dialect) or _same
+        # Identical bytes delivered before are not inserted again; a row that
+        # has only a file gets the bytes when they come again small enough to
+        # be inline (mssgw.store.content).
         self.insert_blob = self.sql(
-            "INSERT INTO blobs (id, size, created_at) VALUES (?, ?, ?)"
-            " ON CONFLICT (id) DO NOTHING"
+            "INSERT INTO blobs (id, size, created_at, data) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT (id) DO UPDATE SET data = excluded.data"
+            " WHERE blobs.data IS NULL AND excluded.data IS NOT NULL"
         )
         # The folder found by mailbox address and name, only if the mailbox is
         # active; the UIDNEXT/HIGHESTMODSEQ update is folders.allocate's.

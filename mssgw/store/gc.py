@@ -1,6 +1,7 @@
 """Finding and removing orphan blobs.
 
-A blob file is written before the transaction that references it; if that
+A blob row whose bytes are inline (``store.content``) goes with its row; a
+blob file is written before the transaction that references it; if that
 transaction fails, or a crash comes in between, the file is left without a
 row.  Conversely rows may outlive their last reference after expunges.  The
 collector removes blobs no message and no pending queue row references,
@@ -46,15 +47,19 @@ async def collect(
     )
     async with store.read() as s:
         used = set((await s.scalars(select(referenced.subquery().c[0]))).all())
-        rows = {b.id: b for b in (await s.scalars(select(Blob))).all()}
+        # Never the bytes of inline blobs: only whether they have some.
+        columns = select(Blob.id, Blob.created_at, Blob.data.is_not(None))
+        rows = {b: (created, bool(inline)) for b, created, inline in (await s.execute(columns))}
     for blob_id, mtime in store.blobs.iter_ids():
         if blob_id not in used and mtime < cutoff:
             report.orphan_files.append(blob_id)
     row_cutoff = now() - grace
     report.orphan_rows = sorted(
-        b for b, row in rows.items() if b not in used and row.created_at < row_cutoff
+        b for b, (created, _) in rows.items() if b not in used and created < row_cutoff
     )
-    report.missing_files = sorted(b for b in used if not store.blobs.exists(b))
+    report.missing_files = sorted(
+        b for b in used if not rows.get(b, (None, False))[1] and not store.blobs.exists(b)
+    )
     temps = [p for p, mtime in store.blobs.iter_temp() if mtime < cutoff]
     report.stale_temp = len(temps)
     if dry_run:

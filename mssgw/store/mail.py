@@ -23,7 +23,6 @@ messages changed by the same STORE may share it, which keeps a STORE on
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -43,6 +42,7 @@ from sqlalchemy import (
 )
 
 from mssgw.errors import Conflict, NotFound
+from mssgw.store import content
 from mssgw.store.delivery import NO_FLAGS, LocalTarget, StoredCopy
 from mssgw.store.folders import INBOX, allocate
 from mssgw.store.models import ExpungedMessage, Flag, Folder, Mailbox, Message, table
@@ -67,6 +67,7 @@ MAX_RANGES = 32
 
 Observer = Callable[[int, int], None]
 R = TypeVar("R")
+K = TypeVar("K")
 
 
 @dataclass(frozen=True, slots=True)
@@ -390,26 +391,26 @@ class Mail:
         """Full rows of ``uids`` (missing ones were expunged meanwhile)."""
         if not uids:
             return {}
-        rows, _ = await self.rows_then(folder_id, uids, lambda _rows: None)
+        rows, _ = await self.rows_then(folder_id, uids, lambda _conn, _rows: None)
         return rows
 
     async def rows_then(
         self,
         folder_id: int,
         uids: Sequence[int],
-        then: Callable[[dict[int, MessageRow]], R],
+        then: Callable[[Connection, dict[int, MessageRow]], R],
     ) -> tuple[dict[int, MessageRow], R]:
         """:meth:`rows`, and ``then(rows)`` run right after in the same worker
-        thread (FETCH reads the message files it needs there: one hop for both).
-        ``then`` must only read."""
+        thread, over the same connection (FETCH reads the message octets it needs
+        there: one hop for both).  ``then`` must only read."""
         if not uids:
-            return {}, then({})
+            return {}, await self.store.reading(lambda conn: then(conn, {}))
 
         def work(conn: Connection) -> tuple[dict[int, MessageRow], R]:
             out: dict[int, MessageRow] = {}
             for row in _by_uids(conn, _ROWS, {"folder_id": folder_id}, uids):
                 out[row[0]] = MessageRow(*cast(tuple[Any, ...], row))
-            return out, then(out)
+            return out, then(conn, out)
 
         return await self.store.reading(work)
 
@@ -426,13 +427,19 @@ class Mail:
 
         await self.store.committer.run(work)
 
-    def read_blob(self, blob_id: str) -> bytes:
-        """Blocking read of a message's octets (call it in a worker thread)."""
-        return self.store.blobs.read(blob_id)
+    def read_octets(
+        self, conn: Connection, wanted: dict[K, tuple[str, int | None]]
+    ) -> dict[K, bytes]:
+        """Blocking read of messages' octets, whole or their first ``limit``
+        (inside ``reading`` work: see ``mssgw.store.content``)."""
+        return content.read_many(conn, self.store.blobs, wanted)
+
+    async def octets(self, wanted: dict[K, tuple[str, int | None]]) -> dict[K, bytes]:
+        """:meth:`read_octets` in one hop to the store."""
+        return await self.store.reading(lambda conn: self.read_octets(conn, wanted))
 
     async def read_blobs(self, blob_ids: Iterable[str]) -> dict[str, bytes]:
-        ids = list(dict.fromkeys(blob_ids))
-        return await asyncio.to_thread(lambda: {b: self.store.blobs.read(b) for b in ids})
+        return await self.store.contents.read(blob_ids)
 
     # -- changing messages ----------------------------------------------------------------
 

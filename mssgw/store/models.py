@@ -19,6 +19,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Table,
     Text,
@@ -151,13 +152,20 @@ class Folder(Base):
 
 
 class Blob(Base):
-    """Immutable message bytes, named by their SHA-256 (the file is under blob_dir)."""
+    """Immutable message bytes, named by their SHA-256.
+
+    A small message's bytes are ``data``, committed with the rows that
+    reference them; a larger one's are a file under ``blob_dir`` (``data`` is
+    NULL).  See ``mssgw.store.content``.
+    """
 
     __tablename__ = "blobs"
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     size: Mapped[int] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    #: Never loaded with the row (``deferred``): only the content readers read it.
+    data: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True, deferred=True)
 
 
 class Message(Base):

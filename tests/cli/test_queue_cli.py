@@ -86,7 +86,7 @@ def _inbox(path: Path) -> list[bytes]:
                     await s.scalars(select(Message.blob_id).where(Message.folder_id == folder.id))
                 ).all()
             assert len(blobs) == len(uids)
-            return [store.blobs.read(b) for b in blobs]
+            return [(await store.contents.read_one(b)) for b in blobs]
         finally:
             await store.close()
 

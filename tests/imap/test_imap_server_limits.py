@@ -62,7 +62,7 @@ async def test_large_append_is_spooled_and_durable(
         uid = int(re.search(rb"APPENDUID \d+ (\d+)", appended[0]).group(1))  # type: ignore[union-attr]
         folder = await env.gw.store.messages.folder(env.per, "Drafts")
         rows = await env.service.mail.rows(folder.id, [uid])
-        assert env.gw.store.blobs.read(rows[uid].blob_id) == big
+        assert (await env.gw.store.contents.read_one(rows[uid].blob_id)) == big
         assert fetched[1][0][1] == big and f"RFC822.SIZE {len(big)}".encode() in fetched[1][0][0]
 
 

@@ -115,7 +115,7 @@ async def inbox(gw: RunningGateway, address: str, name: str = "INBOX") -> list[b
                 select(Message.blob_id).where(Message.folder_id == folder.id).order_by(Message.uid)
             )
         ).all()
-    return [gw.store.blobs.read(b) for b in blobs]
+    return [(await gw.store.contents.read_one(b)) for b in blobs]
 
 
 async def eventually(check: Callable[[], Awaitable[Any]], seconds: float = 20.0) -> Any:

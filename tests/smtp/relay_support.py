@@ -395,7 +395,7 @@ class Relay:
                     .order_by(Message.uid)
                 )
             ).all()
-        return [self.store.blobs.read(b) for b in blob_ids]
+        return [(await self.store.contents.read_one(b)) for b in blob_ids]
 
 
 @contextlib.asynccontextmanager

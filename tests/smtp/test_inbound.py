@@ -116,7 +116,7 @@ async def test_delivery_with_dsn_parameters_and_mss_headers(
 
         rows = await stored(gw.store, "<dsn@op2.mssante.test>")
         assert len(rows) == 2 and rows[0].blob_id == rows[1].blob_id
-        blob = gw.store.blobs.read(rows[0].blob_id)
+        blob = (await gw.store.contents.read_one(rows[0].blob_id))
         assert blob.endswith(original)  # the message itself byte for byte, X-MSS-* included
         prefix = blob[: -len(original)].decode("ascii")
         assert prefix.startswith("Return-Path: <Dr.Martin@op2.mssante.test>\r\nReceived: from ")
@@ -162,7 +162,7 @@ async def test_single_recipient_named_in_received_and_null_sender(
         assert await send_one(c, rcpt, message("bounce"), sender="") == "250 2.0.0"
         await c.close()
         (row,) = await stored(gw.store, "<bounce@op2.mssante.test>")
-        blob = gw.store.blobs.read(row.blob_id)
+        blob = (await gw.store.contents.read_one(row.blob_id))
         assert blob.startswith(b"Return-Path: <>\r\n")
         assert f"for <{rcpt}>;".encode() in blob
 
@@ -437,6 +437,7 @@ async def test_disk_failure_gives_451_and_stores_nothing(
     async with running_gateway(tmp_path, trust_space) as gw:
         rcpt = f"a@{gw.operator['domain']}"
         await add_mailbox(gw.store, rcpt)
+        gw.store.inline_max = 0  # the message goes to a file, not only to the database
         shutil.rmtree(gw.settings.blob_dir, ignore_errors=True)
         gw.settings.blob_dir.write_bytes(b"not a folder")  # every blob write now fails
         c = await connected(gw.ports["mta"], sender_context(trust_space))

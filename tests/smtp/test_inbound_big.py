@@ -49,7 +49,7 @@ async def test_25_mb_message_is_stored_byte_identical(
         assert (reply.code, reply.enhanced) == (250, "2.0.0"), reply
         await c.close()
         (row,) = await stored(gw.store, "<big25@op2.mssante.test>")
-        blob = gw.store.blobs.read(row.blob_id)
+        blob = (await gw.store.contents.read_one(row.blob_id))
         assert blob.endswith(original)
         head = blob[: len(blob) - len(original)]
         assert head.startswith(b"Return-Path: <dr.martin@op2.mssante.test>\r\nReceived: ")

@@ -133,7 +133,7 @@ async def inbox(gw: RunningGateway, address: str, folder: str = "INBOX") -> list
                 select(Message.blob_id).where(Message.folder_id == f.id).order_by(Message.uid)
             )
         ).all()
-    return [gw.store.blobs.read(b) for b in blobs]
+    return [(await gw.store.contents.read_one(b)) for b in blobs]
 
 
 async def traces(gw: RunningGateway, action: str) -> list[Any]:

@@ -23,6 +23,7 @@ def _age(path: os.PathLike[str], seconds: float) -> None:
 
 async def test_gc_removes_orphans_and_keeps_referenced(store: Store) -> None:
     (alice,) = await with_mailboxes(store, "alice")
+    store.inline_max = 0  # message files (inline rows: tests/store/test_content.py)
     kept = await store.messages.deliver(message(1), [LocalTarget(alice)])
     gone = await store.messages.deliver(message(2), [LocalTarget(alice)])
     folder = await store.messages.folder(alice)

@@ -81,6 +81,7 @@ async def test_two_store_instances_share_a_folder_safely(store: Store, settings:
 
 async def test_several_recipients_share_one_blob(store: Store, settings: Settings) -> None:
     addresses = await with_mailboxes(store, "alice", "bob", "carol")
+    store.inline_max = 0  # one file for every copy (inline: tests/store/test_content.py)
     data = message(1, size=4096)
     result = await store.messages.deliver(
         data,
@@ -127,7 +128,7 @@ async def test_stored_bytes_are_identical_and_size_exact(store: Store) -> None:
     (alice,) = await with_mailboxes(store, "alice")
     data = b"Subject: \xc3\xa9t\xc3\xa9\r\n\r\nligne 1\r\n.\r\nligne 3\r\n"
     result = await store.messages.deliver(data, [LocalTarget(alice)])
-    assert store.blobs.read(result.blob.id) == data
+    assert await store.contents.read_one(result.blob.id) == data
     async with store.read() as s:
         row = (await s.scalars(select(Message))).one()
     assert row.size == len(data)

@@ -45,6 +45,7 @@ async def test_database_down_gives_store_error_then_recovers(
 
 async def test_blob_folder_unwritable_gives_store_error(store: Store, tmp_path: Path) -> None:
     (alice,) = await with_mailboxes(store, "alice")
+    store.inline_max = 0  # a message file is written, not only a database row
     # Replace the blob folder by a file: every write fails like a full disk would.
     shutil.rmtree(store.blobs.root)
     store.blobs.root.write_text("not a folder")

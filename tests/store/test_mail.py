@@ -72,7 +72,7 @@ async def test_copy_and_move_keep_pairs(store: Store) -> None:
     assert {r.size for r in rows.values()} == {200}
     stored = await mail.append(address, trash, message(9), flags=Flag.SEEN, keywords=["$Junk"])
     assert stored.uid == 5 and stored.uidvalidity == trash.uidvalidity
-    assert store.blobs.exists((await mail.rows(trash.id, [5]))[5].blob_id)
+    assert await store.contents.read_one((await mail.rows(trash.id, [5]))[5].blob_id) == message(9)
 
 
 async def test_folders_create_rename_delete(store: Store) -> None:

@@ -49,3 +49,28 @@ async def test_unreachable_database_says_so(tmp_path: Path) -> None:
         match=r"database postgresql\+asyncpg://nobody@127.0.0.1:1/none unreachable",
     ):
         await Store.open(settings)
+
+
+async def test_downgrade_below_inline_blobs_refuses_to_lose_messages(store: Store) -> None:
+    from alembic import command
+    from sqlalchemy import Connection
+
+    from mssgw.store.delivery import LocalTarget
+    from mssgw.store.schema import alembic_config
+    from tests.store.helpers import message, with_mailboxes
+
+    def downgrade(conn: Connection) -> None:
+        command.downgrade(alembic_config(conn), "0005_relay")
+
+    (alice,) = await with_mailboxes(store, "alice")
+    await store.messages.deliver(message(1), [LocalTarget(alice)])
+    with pytest.raises(RuntimeError, match=r"1 message\(s\) are stored inside the database"):
+        async with store.write_engine.begin() as conn:
+            await conn.run_sync(downgrade)
+    async with store.write() as s:  # the messages are gone another way: now it may go
+        await s.execute(text("DELETE FROM messages"))
+        await s.execute(text("DELETE FROM blobs"))
+    async with store.write_engine.begin() as conn:
+        await conn.run_sync(downgrade)
+    before, after = await store.upgrade()
+    assert before == {"0005_relay"} and after == {"0006_inline_blobs"}

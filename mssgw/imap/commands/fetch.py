@@ -17,9 +17,10 @@ the stored octets (``mime.section``), hence RFC822.SIZE == len(BODY[])
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
+
+from sqlalchemy import Connection
 
 from mssgw.imap import cache, mime
 from mssgw.imap.protocol import FetchAttribute, writer
@@ -131,11 +132,11 @@ async def _batch(session: Session, view: FolderView, msns: list[int], p: Plan) -
     if p.rows or p.sets_seen:
         # One hop to the store for the rows and, when they are small enough to
         # be answered in one round, the message octets too.
-        def prefetch(found: dict[int, MessageRow]) -> dict[int, bytes] | None:
+        def prefetch(conn: Connection, found: dict[int, MessageRow]) -> dict[int, bytes] | None:
             wanted = _wanted(uids, found, p)
             if sum(_cost(found.get(u), p) for u in uids) >= _BATCH_OCTETS:
                 return None
-            return _read_blobs(session, wanted) if wanted else {}
+            return session.mail.read_octets(conn, wanted) if wanted else {}
 
         rows, prefetched = await session.mail.rows_then(folder_id, uids, prefetch)
     seen_now: set[int] = set()
@@ -181,7 +182,7 @@ async def _answer(
         blobs = prefetched
     else:
         wanted = _wanted([view.uids[msn - 1] for msn in msns], rows, p)
-        blobs = await asyncio.to_thread(_read_blobs, session, wanted) if wanted else {}
+        blobs = await session.mail.octets(wanted) if wanted else {}
     for msn in msns:
         uid = view.uids[msn - 1]
         row = rows.get(uid)
@@ -208,15 +209,6 @@ def _wanted(
             limit = row.header_size if p.header_only and not uncached and row.header_size else None
             wanted[row.uid] = (row.blob_id, limit)
     return wanted
-
-
-def _read_blobs(session: Session, wanted: dict[int, tuple[str, int | None]]) -> dict[int, bytes]:
-    out: dict[int, bytes] = {}
-    blobs = session.service.store.blobs
-    for uid, (blob_id, limit) in wanted.items():
-        with blobs.open(blob_id) as f:
-            out[uid] = f.read(limit) if limit is not None else f.read()
-    return out
 
 
 async def _items(
