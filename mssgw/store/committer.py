@@ -15,6 +15,15 @@ unit fails by itself and the others still commit (units must therefore only
 touch the database).  Callers are answered only after the COMMIT returned,
 so "done" still means "durable" (SPEC STORE-2).
 
+Durability per unit: a unit run with ``durable=False`` (a flag change, an
+expunge, a folder rename: state a client can redo, never a message) does not
+need its own fsync.  A batch made only of such units commits without one
+(SQLite ``synchronous = NORMAL``, PostgreSQL ``synchronous_commit = off``):
+after a power cut the last of them may be undone, never half applied, and a
+later durable commit makes every earlier one durable too (the WAL is
+written in order).  Any durable unit in the batch makes the whole batch
+durable.  Messages themselves are always durable (SPEC STORE-2).
+
 Deferred inserts: a unit run with ``defers=True`` may hand rows to
 ``deferred(conn, flush)`` instead of inserting them itself; each ``flush``
 then writes the rows of the whole batch at once (one ``executemany``), in
@@ -48,6 +57,8 @@ Flush = Callable[[Connection, list[Any]], None]
 log = logging.getLogger(__name__)
 #: ``Connection.info`` key of the rows deferred in the running batch.
 _DEFERRED = "mssgw.deferred"
+#: DBAPI connection ``info`` key: the ``synchronous`` level last set on it.
+_SYNCHRONOUS = "mssgw.synchronous"
 
 
 @dataclass
@@ -55,6 +66,7 @@ class _Unit:
     work: Work
     future: asyncio.Future[Any]
     sync_dirs: frozenset[Path]
+    durable: bool
     #: Work the unit depends on (its blob being written): the unit joins a
     #: batch only once this is done; if it failed, the unit fails alone.
     after: concurrent.futures.Future[Any] | None = None
@@ -127,6 +139,7 @@ class GroupCommitter:
         sync_dirs: Iterable[Path] = (),
         defers: bool = False,
         after: concurrent.futures.Future[Any] | None = None,
+        durable: bool = True,
     ) -> T:
         """Run ``work`` in a committed transaction; return its result once durable.
 
@@ -138,11 +151,12 @@ class GroupCommitter:
         unit runs.  Units whose ``after`` is done go first: a slow one never
         holds back their commit; when none is done, the batch waits for them
         (in the committer's thread on SQLite, before its ``BEGIN``).  If it
-        failed, the unit fails with its error without running.
+        failed, the unit fails with its error without running.  ``durable=False``:
+        the change needs no fsync of its own (see the module's docstring).
         """
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         unit_work: Work = work if defers else _after_flush(work)
-        self._pending.append(_Unit(unit_work, future, frozenset(sync_dirs), after))
+        self._pending.append(_Unit(unit_work, future, frozenset(sync_dirs), durable, after))
         self._ensure_task()
         assert self._wakeup is not None
         self._wakeup.set()
@@ -203,7 +217,8 @@ class GroupCommitter:
         try:
             dirs = frozenset().union(*(u.sync_dirs for u in batch))
             afters = [u.after for u in batch if u.after is not None and not u.after.done()]
-            results = await self._transaction([u.work for u in batch], dirs, afters)
+            durable = any(u.durable for u in batch)
+            results = await self._transaction([u.work for u in batch], dirs, afters, durable)
         except _UnitFailed as failed:
             if len(batch) > 1:
                 return False
@@ -228,19 +243,20 @@ class GroupCommitter:
         works: list[Work],
         dirs: frozenset[Path],
         afters: list[concurrent.futures.Future[Any]],
+        durable: bool,
     ) -> list[Any]:
         """Wait for ``afters``, fsync ``dirs``, then run ``works`` in one transaction
-        (one thread hop on SQLite)."""
+        (one thread hop on SQLite); its COMMIT is fsynced only if ``durable``."""
         if self.sync_engine is not None:
             engine = self.sync_engine
             loop = asyncio.get_running_loop()
             if self.lock is None:
                 return await loop.run_in_executor(
-                    self._executor, _run_all_sync, engine, works, dirs, afters
+                    self._executor, _run_all_sync, engine, works, dirs, afters, durable
                 )
             async with self.lock.get():
                 return await loop.run_in_executor(
-                    self._executor, _run_all_sync, engine, works, dirs, afters
+                    self._executor, _run_all_sync, engine, works, dirs, afters, durable
                 )
         assert self.async_engine is not None
         if afters:
@@ -248,6 +264,9 @@ class GroupCommitter:
         if dirs:
             await asyncio.to_thread(fsync_dirs, dirs)
         async with self.async_engine.begin() as conn:
+            if not durable:
+                # PostgreSQL: this transaction's COMMIT does not wait for its WAL flush.
+                await conn.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
             return await conn.run_sync(_run_all, works)
 
 
@@ -305,12 +324,28 @@ def _run_all_sync(
     works: list[Work],
     dirs: frozenset[Path],
     afters: list[concurrent.futures.Future[Any]],
+    durable: bool,
 ) -> list[Any]:
     if afters:  # before BEGIN: SQLite's write lock is not held while blobs are written
         concurrent.futures.wait(afters)
     fsync_dirs(dirs)
-    with engine.begin() as conn:
-        return _run_all(conn, works)
+    with engine.connect() as conn:
+        _sqlite_synchronous(conn, "FULL" if durable else "NORMAL")
+        with conn.begin():
+            return _run_all(conn, works)
+
+
+def _sqlite_synchronous(conn: Connection, level: str) -> None:
+    """Set SQLite's ``synchronous`` for the next transaction (outside of one).
+
+    WAL mode: FULL fsyncs the log at every COMMIT; NORMAL only at checkpoints,
+    and a crash may undo the last commits but never corrupts or reorders.
+    """
+    info = conn.connection.info
+    if info.get(_SYNCHRONOUS, "FULL") != level:
+        raw: Any = conn.connection.dbapi_connection
+        raw.execute(f"PRAGMA synchronous = {level}")
+        info[_SYNCHRONOUS] = level
 
 
 def fsync_dirs(dirs: Iterable[Path]) -> None:

@@ -19,6 +19,13 @@ Why flag changes share one MODSEQ per command: RFC 7162 §3.1 only asks
 that every change gets a MODSEQ higher than every earlier one in the folder;
 messages changed by the same STORE may share it, which keeps a STORE on
 100,000 messages one counter update.
+
+Which changes wait for an fsync: APPEND (a message, SPEC STORE-2) and COPY
+or MOVE (filing mail) are durable before ``OK``.  Flag changes, expunges
+and folder changes are committed with ``durable=False`` (see
+``store.committer``): after a power cut the last of them may be undone --
+a flag unset again, an expunged message back -- but never half done and
+never a message lost; the next durable commit makes them durable too.
 """
 
 from __future__ import annotations
@@ -227,7 +234,7 @@ class Mail:
                 uidvalidity = (uidvalidity + 1) & 0xFFFFFFFF
             return folder_id
 
-        await self.store.committer.run(work)
+        await self.store.committer.run(work, durable=False)
         created = await self.folder(mailbox_id, name)
         assert created is not None
         return created
@@ -244,7 +251,7 @@ class Mail:
             if not gone.rowcount:
                 raise NotFound(f"folder {folder.name!r} does not exist")
 
-        await self.store.committer.run(work)
+        await self.store.committer.run(work, durable=False)
         self._notify(folder.id, folder.highestmodseq + 1)
 
     async def rename_folder(self, mailbox_id: int, old: str, new: str) -> None:
@@ -302,7 +309,7 @@ class Mail:
                     )
                     names[path] = -1
 
-        await self.store.committer.run(work)
+        await self.store.committer.run(work, durable=False)
 
     async def subscribe(self, mailbox_id: int, name: str, subscribed: bool) -> None:
         name = canonical_name(name)
@@ -316,7 +323,7 @@ class Mail:
             if not result.rowcount:
                 raise NotFound(f"folder {name!r} does not exist")
 
-        await self.store.committer.run(work)
+        await self.store.committer.run(work, durable=False)
 
     async def status(self, folder_id: int) -> FolderStatus:
         """STATUS counters (RFC 3501 §6.3.10, RFC 7162 §3.1.6, RFC 8438)."""
@@ -425,7 +432,7 @@ class Mail:
                 .values(envelope=envelope, bodystructure=bodystructure)
             )
 
-        await self.store.committer.run(work)
+        await self.store.committer.run(work, durable=False)
 
     def read_octets(
         self, conn: Connection, wanted: dict[K, tuple[str, int | None]]
@@ -511,7 +518,7 @@ class Mail:
             todo, nothing = await self.store.reading(decide)
             if not todo:
                 return nothing
-        result = await self.store.committer.run(work)
+        result = await self.store.committer.run(work, durable=False)
         if result.modseq is not None:
             self._notify(folder_id, result.modseq)
         return result
@@ -550,7 +557,9 @@ class Mail:
                 defer_trace(conn, trace(len(found)), stamp)
             return found, alloc.modseq
 
-        gone, modseq = await self.store.committer.run(work, defers=trace is not None)
+        gone, modseq = await self.store.committer.run(
+            work, defers=trace is not None, durable=False
+        )
         if modseq is not None:
             self._notify(folder_id, modseq)
         return gone, modseq
@@ -579,7 +588,7 @@ class Mail:
         def work(conn: Connection) -> int:
             return int(conn.execute(delete(_EXPUNGED).where(_EXPUNGED.c.id <= through)).rowcount)
 
-        return int(await self.store.committer.run(work))
+        return int(await self.store.committer.run(work, durable=False))
 
     async def copy(
         self, source: FolderInfo, uids: Sequence[int], target: FolderInfo, *, move: bool = False

@@ -154,3 +154,28 @@ def _named(ran: list[str], name: str) -> Any:
         return name
 
     return work
+
+
+def _sync_level(conn: Connection) -> str:
+    """How this transaction's COMMIT will be flushed, as the database says it."""
+    if conn.dialect.name == "sqlite":
+        level = int(conn.exec_driver_sql("PRAGMA synchronous").scalar_one())
+        return {1: "no fsync", 2: "fsync"}[level]  # 1 = NORMAL, 2 = FULL
+    setting = conn.exec_driver_sql("SHOW synchronous_commit").scalar_one()
+    return "no fsync" if setting == "off" else "fsync"
+
+
+async def test_only_a_batch_of_non_durable_units_commits_without_fsync(store: Store) -> None:
+    # Alone, each unit gets its own level; the connection is reused between them.
+    assert await store.committer.run(_sync_level, durable=False) == "no fsync"
+    assert await store.committer.run(_sync_level) == "fsync"
+    assert await store.committer.run(_sync_level, durable=False) == "no fsync"
+    # One durable unit makes its whole batch durable, whatever the order.
+    together = await asyncio.gather(
+        store.committer.run(_sync_level, durable=False),
+        store.committer.run(_sync_level),
+        store.committer.run(_sync_level, durable=False),
+    )
+    assert together == ["fsync"] * 3
+    # and the level does not leak into the next durable work
+    assert await store.committer.run(_sync_level) == "fsync"
