@@ -21,7 +21,6 @@ import asyncio.sslproto
 import logging
 import ssl
 import tempfile
-import threading
 from typing import IO, Any, cast
 
 from mssgw.imap.commands import idle as idle_cmd
@@ -40,6 +39,7 @@ from mssgw.imap.protocol import (
 from mssgw.imap.protocol.commands import Command
 from mssgw.imap.service import ImapService
 from mssgw.imap.session import Action, Connection, Session
+from mssgw.tls import transport as _tls_transport  # noqa: F401  (installs the TLS protocol)
 from mssgw.tls.context import verified_peer
 
 log = logging.getLogger(__name__)
@@ -58,69 +58,6 @@ LINGER_MAX = 5.0
 #: FETCH answer is made of many small chunks.  Larger chunks (bodies) pass as
 #: they are, never copied.
 COALESCE = 64 * 1024
-
-#: asyncio's TLS transport gives every connection a 256 KiB read buffer
-#: (``SSLProtocol.max_size``), which alone would cost 256 KiB per idle IMAP
-#: connection.  A TLS record carries at most 16 KiB of data, so 32 KiB reads
-#: lose nothing; this is process-wide (it also helps SMTP) and harmless.
-TLS_READ_BUFFER = 32 * 1024
-if getattr(asyncio.sslproto.SSLProtocol, "max_size", 0) > TLS_READ_BUFFER:
-    asyncio.sslproto.SSLProtocol.max_size = TLS_READ_BUFFER
-
-
-class _SharedBufferSSLProtocol(asyncio.sslproto.SSLProtocol):
-    """asyncio's TLS protocol, with one receive buffer per thread instead of one
-    per connection (32 KiB each, the largest part of an idle connection), and
-    the peer certificate decoded when asked for instead of kept decoded in
-    every connection (``get_extra_info("peercert")``: ~3 KiB of dicts and
-    strings per connection with a client certificate).
-
-    The buffer only carries ciphertext from ``recv_into`` to the TLS object:
-    the socket transport calls ``get_buffer``, receives into it and calls
-    ``buffer_updated``, which copies it into the TLS object's input, all in one
-    synchronous step of the event loop; so connections served by one thread
-    can share it.
-    """
-
-    _shared = threading.local()
-    _no_buffer = memoryview(bytearray())
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._ssl_buffer = bytearray()
-        self._ssl_buffer_view = self._no_buffer
-        # Used only with append, [0], del [0], clear and len, which a list
-        # has too; an empty deque costs 600 octets per connection.
-        self._write_backlog = []  # type: ignore[assignment]
-
-    def get_buffer(self, n: int) -> memoryview:
-        view: memoryview | None = getattr(self._shared, "view", None)
-        if view is None or len(view) < self.max_size:
-            view = memoryview(bytearray(self.max_size))
-            self._shared.view = view
-        self._ssl_buffer_view = view
-        return view
-
-    def buffer_updated(self, nbytes: int) -> None:
-        try:
-            super().buffer_updated(nbytes)
-        finally:
-            self._ssl_buffer_view = self._no_buffer
-
-    def _on_handshake_complete(self, handshake_exc: BaseException | None) -> None:
-        super()._on_handshake_complete(handshake_exc)
-        self._extra.pop("peercert", None)
-
-    def _get_extra_info(self, name: str, default: Any = None) -> Any:
-        if name == "peercert" and "ssl_object" in self._extra:
-            return self._extra["ssl_object"].getpeercert()
-        return super()._get_extra_info(name, default)
-
-
-# Every TLS connection of the process (asyncio looks the class up at each use).
-if not issubclass(asyncio.sslproto.SSLProtocol, _SharedBufferSSLProtocol):
-    asyncio.sslproto.SSLProtocol = _SharedBufferSSLProtocol  # type: ignore[misc]
-
 
 class ImapConnection(asyncio.Protocol):
     """One client connection: transport callbacks feed the reader; a task runs

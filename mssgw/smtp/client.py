@@ -48,6 +48,7 @@ from cryptography import x509
 from mssgw.policy.decision import Decision
 from mssgw.smtp.mx import Hop
 from mssgw.text import is_digits
+from mssgw.tls import transport as _tls_transport  # noqa: F401  (installs the TLS protocol)
 from mssgw.tls.context import peer_chain
 from mssgw.tls.identity import subject_dn
 

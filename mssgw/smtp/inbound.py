@@ -29,8 +29,11 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
+
+from cryptography import x509
 
 from mssgw.address import domain_of
 from mssgw.errors import brief
@@ -76,11 +79,15 @@ HOSTED_TTL = 10.0
 #: gets mail: the peer gets 451 and retries.
 MAILBOX_TTL = 5.0
 MAILBOX_CACHE_MAX = 10_000
-#: Seconds a session reuses the verdict on its peer for a sender domain: a
-#: peer sends many messages from one domain per connection, and validating
-#: the chain and CRL costs about 0.4 ms.  Never beyond the leaf's expiry,
-#: and a new liste blanche or CRL set means a new verdict.
+#: Seconds the listener reuses its verdict on a peer chain for a sender domain:
+#: a peer sends many messages from one domain, on one connection or on many
+#: (an operator's MTA opens a connection per message or a few at once), and
+#: validating the chain and CRL costs about 0.4 ms.  Never beyond the leaf's
+#: expiry, and a new liste blanche or CRL set means a new verdict.
 SENDER_TTL = 30.0
+#: Verdicts kept at most (peer chains x sender domains); all dropped when full.
+VERDICT_CACHE_MAX = 4096
+_Verdict = tuple[float, object, object, Decision]
 
 
 class InboundService:
@@ -92,6 +99,34 @@ class InboundService:
         self._hosted: frozenset[str] = frozenset()
         self._hosted_at = -HOSTED_TTL
         self._states: dict[str, tuple[float, str | None]] = {}
+        #: (peer chain, sender domain) -> (when, liste, TLS generation, verdict).
+        self._verdicts: dict[tuple[tuple[x509.Certificate, ...], str], _Verdict] = {}
+
+    def sender_verdict(
+        self, sender: str, chain: Sequence[x509.Certificate], now: datetime
+    ) -> Decision:
+        """``check_sender`` for this peer chain and sender, reused for ``SENDER_TTL``
+        across the listener's connections (keyed by the certificates themselves)."""
+        trust = self.app.trust
+        if trust is None:  # App.start refuses a TLS listener without a trust space
+            return store_unavailable()
+        key = (tuple(chain), sender.rpartition("@")[2].lower())
+        liste, generation = trust.liste, trust.operator_tls.generation
+        cached = self._verdicts.get(key)
+        clock = time.monotonic()
+        if (
+            cached is not None
+            and clock - cached[0] < SENDER_TTL
+            and cached[1] is liste
+            and cached[2] == generation
+            and (not chain or now < chain[0].not_valid_after_utc)
+        ):
+            return cached[3]
+        decision = check_sender(sender, chain, liste, now, trust.anchors, trust.crls)
+        if len(self._verdicts) >= VERDICT_CACHE_MAX:
+            self._verdicts.clear()
+        self._verdicts[key] = (clock, liste, generation, decision)
+        return decision
 
     async def hosted_domains(self) -> frozenset[str]:
         now = time.monotonic()
@@ -128,30 +163,11 @@ class InboundSession(tracing.StepTraces, EsmtpSession):
         super().__init__(service.env, loop)
         self.service = service
         self.app = service.app
-        self._verdicts: dict[str, tuple[float, object, object, Decision]] = {}
 
     # ------------------------------------------------------------------ policy
 
     async def check_mail(self, argument: MailArgument) -> Decision:
-        trust = self.app.trust
-        if trust is None:  # App.start refuses a TLS listener without a trust space
-            return store_unavailable()
-        sender = argument.sender
-        key = sender.rpartition("@")[2].lower()
-        now = datetime.now(UTC)
-        liste, generation = trust.liste, trust.operator_tls.generation
-        cached = self._verdicts.get(key)
-        if (
-            cached is not None
-            and time.monotonic() - cached[0] < SENDER_TTL
-            and cached[1] is liste
-            and cached[2] == generation
-            and (not self.peer_chain or now < self.peer_chain[0].not_valid_after_utc)
-        ):
-            return cached[3]
-        decision = check_sender(sender, self.peer_chain, liste, now, trust.anchors, trust.crls)
-        self._verdicts[key] = (time.monotonic(), liste, generation, decision)
-        return decision
+        return self.service.sender_verdict(argument.sender, self.peer_chain, datetime.now(UTC))
 
     async def check_rcpt(self, argument: RcptArgument) -> Decision:
         decision = check_recipient_count(len(self.txn.recipients), self.env.limits.max_recipients)

@@ -20,6 +20,7 @@
 from __future__ import annotations
 
 import ctypes
+import functools
 import logging
 import os
 import ssl
@@ -224,7 +225,22 @@ def load_der(der: bytes) -> x509.Certificate:
     cryptography parses some fields only when they are first read, and
     raises ``ValueError``, ``TypeError`` or ``InvalidVersion`` for damaged
     ones: reading them here makes every later check safe to run on the result.
+
+    The same few peers (other operators' MTAs, our users' certificates)
+    connect again and again: the last ``_PARSED_MAX`` certificates parsed
+    are kept (certificate objects are immutable), so a new connection from
+    a known peer costs a dictionary lookup instead of a parse.  Failures are
+    never kept.
     """
+    return _load_der_cached(der)
+
+
+#: Certificates kept parsed by ``load_der`` (each a few KiB).
+_PARSED_MAX = 256
+
+
+@functools.lru_cache(maxsize=_PARSED_MAX)
+def _load_der_cached(der: bytes) -> x509.Certificate:
     try:
         cert = x509.load_der_x509_certificate(der)
         _ = (cert.subject, cert.issuer, cert.extensions, cert.not_valid_after_utc)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio.sslproto
-
 from mssgw.imap import server
 
 
@@ -15,7 +13,3 @@ def test_coalesce_joins_small_chunks_and_passes_big_ones() -> None:
     assert out[1] is big  # never copied
     assert b"".join(out) == b"".join(chunks)
     assert server.coalesce([]) == []
-
-
-def test_tls_connections_share_one_receive_buffer() -> None:
-    assert issubclass(asyncio.sslproto.SSLProtocol, server._SharedBufferSSLProtocol)

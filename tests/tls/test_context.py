@@ -189,3 +189,18 @@ def test_verified_peer_after_optional_handshake(dev_pki: DevPki) -> None:
     assert isinstance(path, list) and len(path) == 2
     assert outcomes["unknown_ca"] == "unknown_ca"
     assert outcomes["none"] is None
+
+
+def test_load_der_keeps_good_certificates_and_never_failures(dev_pki: DevPki) -> None:
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    from mssgw.tls.context import load_der
+
+    der = dev_pki.root.public_bytes(Encoding.DER)
+    first = load_der(der)
+    assert load_der(bytes(der)) is first  # equal bytes, not the same object: still kept
+    assert first.public_bytes(Encoding.DER) == der
+    damaged = der[:-40]
+    for _ in range(2):  # refused every time, not remembered as anything
+        with pytest.raises(ValueError):
+            load_der(damaged)
