@@ -6,6 +6,7 @@ is the slow part; tests must not modify its files (copy them first).
 
 from __future__ import annotations
 
+import ssl
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -15,6 +16,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from mssgw.tls.context import server_context
 from mssgw.tls.devpki import init_dev
 
 
@@ -45,6 +47,18 @@ class DevPki:
     def op(self, k: int) -> dict[str, str]:
         op: dict[str, str] = self.manifest["operators"][k - 1]
         return op
+
+    def server_ctx(self, *, profile: str = "mssante", client_cert: str = "none") -> ssl.SSLContext:
+        """Operator 1's listener context, with the dev anchors and CRLs."""
+        op = self.op(1)
+        return server_context(
+            op["certificate"],
+            op["key"],
+            self.manifest["anchors"],
+            profile=profile,
+            client_cert=client_cert,  # type: ignore[arg-type]
+            crls=self.crls,
+        )
 
     def chain(self, pem_path: str) -> list[x509.Certificate]:
         return self.certs(pem_path)

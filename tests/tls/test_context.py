@@ -16,15 +16,7 @@ from tests.tls.tlsutil import handshake, raw_client
 def server(
     dev_pki: DevPki, *, profile: str = "mssante", client_cert: str = "none"
 ) -> ssl.SSLContext:
-    op = dev_pki.op(1)
-    return server_context(
-        op["certificate"],
-        op["key"],
-        dev_pki.manifest["anchors"],
-        profile=profile,
-        client_cert=client_cert,  # type: ignore[arg-type]
-        crls=dev_pki.crls,
-    )
+    return dev_pki.server_ctx(profile=profile, client_cert=client_cert)
 
 
 def pair(dev_pki: DevPki, which: str) -> tuple[str | None, str | None]:

@@ -14,20 +14,12 @@ from typing import Any, ClassVar
 import pytest
 
 from mssgw.tls import transport
-from mssgw.tls.context import client_context, server_context
+from mssgw.tls.context import client_context
 from tests.tls.pki import DevPki
 
 
 def _server_ctx(dev_pki: DevPki, profile: str = "mssante") -> ssl.SSLContext:
-    op = dev_pki.op(1)
-    return server_context(
-        op["certificate"],
-        op["key"],
-        dev_pki.manifest["anchors"],
-        profile=profile,
-        client_cert="required",
-        crls=dev_pki.crls,
-    )
+    return dev_pki.server_ctx(profile=profile, client_cert="required")
 
 
 def _client_ctx(dev_pki: DevPki, which: str = "op2", profile: str = "mssante") -> ssl.SSLContext:

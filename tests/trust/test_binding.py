@@ -101,14 +101,7 @@ def test_domain_case_and_trailing_dot(dev_pki: DevPki, liste: ListeBlanche) -> N
 
 
 def mta_server(dev_pki: DevPki, client_cert: str) -> object:
-    op = dev_pki.op(1)
-    return server_context(
-        op["certificate"],
-        op["key"],
-        dev_pki.manifest["anchors"],
-        client_cert=client_cert,
-        crls=dev_pki.crls,  # type: ignore[arg-type]
-    )
+    return dev_pki.server_ctx(client_cert=client_cert)
 
 
 def pair(dev_pki: DevPki, which: str) -> tuple[str | None, str | None]:
