@@ -27,6 +27,10 @@ class NotFound(StoreError):
     """A named object (domain, mailbox, credential) does not exist."""
 
 
+class NoSuchFolder(NotFound):
+    """The mailbox exists but has no folder of that name (IMAP: ``[TRYCREATE]``)."""
+
+
 class Conflict(StoreError):
     """The operation would break a uniqueness or lifecycle rule."""
 

@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
 from sqlalchemy import Connection, Dialect, delete, select, update
 
-from mssgw.errors import Conflict, NotFound
+from mssgw.errors import Conflict, NoSuchFolder, NotFound
 from mssgw.store.base import UtcDateTime
 from mssgw.store.blobs import BlobRef
 from mssgw.store.committer import deferred
@@ -470,7 +470,7 @@ def _why_not(conn: Connection, address: str, name: str, asked: str) -> tuple[int
     if state != MailboxState.ACTIVE.value:
         raise Conflict(f"mailbox {address} is {state}")
     if folder_id is None:
-        raise NotFound(f"no folder {asked!r} in {address}")
+        raise NoSuchFolder(f"no folder {asked!r} in {address}")
     return int(folder_id), int(uidvalidity)
 
 

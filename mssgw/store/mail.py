@@ -74,6 +74,8 @@ MAX_RANGES = 32
 
 Observer = Callable[[int, int], None]
 R = TypeVar("R")
+#: Messages a read may cover and still be ``small`` (``Store.reading``).
+SMALL_READ = 64
 K = TypeVar("K")
 
 
@@ -183,7 +185,9 @@ class Mail:
 
     async def folder(self, mailbox_id: int, name: str) -> FolderInfo | None:
         name = canonical_name(name)
-        return await self.store.reading(lambda conn: _folder_by_name(conn, mailbox_id, name))
+        return await self.store.reading(
+            lambda conn: _folder_by_name(conn, mailbox_id, name), small=True
+        )
 
     async def create_folder(
         self, mailbox_id: int, name: str, special_use: str | None = None
@@ -406,10 +410,13 @@ class Mail:
         folder_id: int,
         uids: Sequence[int],
         then: Callable[[Connection, dict[int, MessageRow]], R],
+        *,
+        small: bool = False,
     ) -> tuple[dict[int, MessageRow], R]:
         """:meth:`rows`, and ``then(rows)`` run right after in the same worker
         thread, over the same connection (FETCH reads the message octets it needs
-        there: one hop for both).  ``then`` must only read."""
+        there: one hop for both).  ``then`` must only read.  ``small``: see
+        ``Store.reading`` (the caller bounds what ``then`` reads too)."""
         if not uids:
             return {}, await self.store.reading(lambda conn: then(conn, {}))
 
@@ -419,7 +426,7 @@ class Mail:
                 out[row[0]] = MessageRow(*cast(tuple[Any, ...], row))
             return out, then(conn, out)
 
-        return await self.store.reading(work)
+        return await self.store.reading(work, small=small and len(uids) <= SMALL_READ)
 
     async def cache_meta(self, folder_id: int, uid: int, envelope: str, bodystructure: str) -> None:
         """Fill the MIME cache of a message delivered without it (no MODSEQ change:
@@ -515,7 +522,7 @@ class Mail:
         if read_first:
             # Probably nothing to change: a read (which never waits for writers)
             # confirms it; the answer is that snapshot's, as for any STORE.
-            todo, nothing = await self.store.reading(decide)
+            todo, nothing = await self.store.reading(decide, small=len(uids) <= SMALL_READ)
             if not todo:
                 return nothing
         result = await self.store.committer.run(work, durable=False)
@@ -646,7 +653,7 @@ class Mail:
     async def append(
         self,
         address: str,
-        folder: FolderInfo,
+        folder: FolderInfo | str,
         data: bytes | BinaryIO,
         *,
         flags: Flag = NO_FLAGS,
@@ -656,10 +663,13 @@ class Mail:
     ) -> StoredCopy:
         """APPEND (RFC 3501 §6.3.11): through the delivery path, so the blob is
         fsynced and the row committed before this returns (SPEC STORE-2);
-        ``trace`` (TRACE-1) is written in the same transaction."""
+        ``trace`` (TRACE-1) is written in the same transaction.  ``folder`` may be
+        given by name only: the delivery finds it (``NoSuchFolder`` if absent) in
+        the transaction that files the message, so no read is needed first."""
+        name = canonical_name(folder) if isinstance(folder, str) else folder.name
         result = await self.store.messages.deliver(
             data,
-            [LocalTarget(address, folder.name, flags, tuple(dict.fromkeys(keywords)))],
+            [LocalTarget(address, name, flags, tuple(dict.fromkeys(keywords)))],
             internaldate=internaldate,
             trace=trace,
         )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import BinaryIO
 
+from mssgw.errors import NoSuchFolder
 from mssgw.imap.protocol import SpooledLiteral, writer
 from mssgw.imap.protocol import commands as c
 from mssgw.imap.session import Refusal, Session
@@ -22,7 +23,6 @@ async def append(session: Session, cmd: c.Append) -> None:
         bits, keywords = parse_flags(cmd.flags)
     except ValueError as exc:
         raise Refusal(str(exc), bad=True) from None
-    folder = await session.folder(cmd.mailbox.name, trycreate=True)
     data: bytes | BinaryIO
     if isinstance(cmd.message, SpooledLiteral):
         spool = session.literal_files.pop(cmd.message.index, None)
@@ -39,16 +39,20 @@ async def append(session: Session, cmd: c.Append) -> None:
     assert identity is not None
     trace = session.trace_record("imap.append", recipients=identity.mailbox.address, size=size)
     try:
-        # The trace is committed with the message: no commit of its own.
+        # The trace is committed with the message: no commit of its own.  The
+        # folder is found by name in that same transaction (no read before).
         stored = await session.mail.append(
             identity.mailbox.address,
-            folder,
+            cmd.mailbox.name,
             data,
             flags=bits,
             keywords=keywords,
             internaldate=cmd.internal_date,
             trace=trace,
         )
+    except NoSuchFolder:
+        # RFC 3501 §6.3.11: the client may CREATE it and try again.
+        raise Refusal(f"no folder {cmd.mailbox.name!r}", code=writer.codes.TRYCREATE) from None
     finally:
         if not isinstance(data, bytes):
             data.close()

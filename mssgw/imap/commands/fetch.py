@@ -27,7 +27,7 @@ from mssgw.imap.protocol import FetchAttribute, writer
 from mssgw.imap.protocol import commands as c
 from mssgw.imap.session import Session
 from mssgw.imap.view import FolderView, flag_list
-from mssgw.store.mail import MessageRow
+from mssgw.store.mail import SMALL_READ, MessageRow
 from mssgw.store.models import Flag
 
 _ROW_ITEMS = frozenset({"INTERNALDATE", "RFC822.SIZE", "ENVELOPE", "BODYSTRUCTURE", "BODY"})
@@ -35,6 +35,8 @@ _BLOB_ITEMS = frozenset({"RFC822", "RFC822.HEADER", "RFC822.TEXT"})
 _HEADER_TEXTS = frozenset({"HEADER", "HEADER.FIELDS", "HEADER.FIELDS.NOT"})
 #: Octets of message data read per round before answering (bounds memory).
 _BATCH_OCTETS = 4 * 1024 * 1024
+#: Octets a FETCH may read in the event loop's thread (``Store.reading(small=)``).
+_SMALL_OCTETS = 256 * 1024
 _UID = FetchAttribute("UID")
 _FLAGS = FetchAttribute("FLAGS")
 _MODSEQ = FetchAttribute("MODSEQ")
@@ -131,14 +133,19 @@ async def _batch(session: Session, view: FolderView, msns: list[int], p: Plan) -
     prefetched: dict[int, bytes] | None = None
     if p.rows or p.sets_seen:
         # One hop to the store for the rows and, when they are small enough to
-        # be answered in one round, the message octets too.
+        # be answered in one round, the message octets too.  A few messages with
+        # little to read are read at once in the event loop (``small``); more
+        # octets than that are left for a reader thread.
+        small = len(uids) <= SMALL_READ
+        limit = _SMALL_OCTETS if small else _BATCH_OCTETS
+
         def prefetch(conn: Connection, found: dict[int, MessageRow]) -> dict[int, bytes] | None:
             wanted = _wanted(uids, found, p)
-            if sum(_cost(found.get(u), p) for u in uids) >= _BATCH_OCTETS:
+            if sum(_cost(found.get(u), p) for u in uids) >= limit:
                 return None
             return session.mail.read_octets(conn, wanted) if wanted else {}
 
-        rows, prefetched = await session.mail.rows_then(folder_id, uids, prefetch)
+        rows, prefetched = await session.mail.rows_then(folder_id, uids, prefetch, small=small)
     seen_now: set[int] = set()
     if p.sets_seen:
         unseen = [u for u in uids if u in rows and not rows[u].flags & Flag.SEEN]
