@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -14,12 +16,21 @@ def _append(folder: bytes) -> bytes:
     return b"APPEND " + folder + b" {%d+}\r\n" % len(DATA) + DATA
 
 
-async def test_append_to_a_missing_folder_says_trycreate_then_works_once_created(
-    tmp_path: Path, trust_space: dict[str, Any]
-) -> None:
+@asynccontextmanager
+async def _logged_in(tmp_path: Path, trust_space: dict[str, Any]) -> AsyncIterator[Raw]:
     async with imap_env(tmp_path, trust_space) as env:
         raw = await Raw.connect(env.imaps, env.client_context())
         await raw.login(env.per, env.per_password)
+        try:
+            yield raw
+        finally:
+            await raw.close()
+
+
+async def test_append_to_a_missing_folder_says_trycreate_then_works_once_created(
+    tmp_path: Path, trust_space: dict[str, Any]
+) -> None:
+    async with _logged_in(tmp_path, trust_space) as raw:
         refused = await raw.command(_append(b"Projets"))
         assert refused[-1].split()[1:3] == [b"NO", b"[TRYCREATE]"]
         assert (await raw.command("CREATE Projets"))[-1].split()[1] == b"OK"
@@ -27,15 +38,12 @@ async def test_append_to_a_missing_folder_says_trycreate_then_works_once_created
         assert done[-1].split()[1:3] == [b"OK", b"[APPENDUID"]
         status = await raw.command("STATUS Projets (MESSAGES)")
         assert status[0] == b"* STATUS Projets (MESSAGES 1)\r\n"
-        await raw.close()
 
 
 async def test_append_to_inbox_in_any_case_and_to_the_selected_folder(
     tmp_path: Path, trust_space: dict[str, Any]
 ) -> None:
-    async with imap_env(tmp_path, trust_space) as env:
-        raw = await Raw.connect(env.imaps, env.client_context())
-        await raw.login(env.per, env.per_password)
+    async with _logged_in(tmp_path, trust_space) as raw:
         await raw.command("SELECT INBOX")
         for name in (b"inbox", b"INBOX", b"InBox"):
             done = await raw.command(_append(name))
@@ -44,4 +52,3 @@ async def test_append_to_inbox_in_any_case_and_to_the_selected_folder(
         noop = await raw.command("NOOP")
         exists = await raw.command("SEARCH ALL")
         assert exists[0] == b"* SEARCH 1 2 3\r\n", (noop, exists)
-        await raw.close()
