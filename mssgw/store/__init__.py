@@ -10,6 +10,7 @@ socket or a protocol.
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -45,6 +46,9 @@ T = TypeVar("T")
 #: SQLite releases the GIL while it reads, so a few run at once; more would only
 #: hold more connections and page caches.
 READ_THREADS = 4
+#: Threads that may run small reads themselves (the event loop's, and one to
+#: spare for a second loop such as a CLI command's in the same process).
+LOOP_THREADS = 2
 
 
 class Store:
@@ -86,6 +90,9 @@ class Store:
         #: await the committer inside ``write()`` (it would wait for itself).
         self.write_lock: WriteLock | None = None
         self.sync_reader: Engine | None = None
+        #: Threads that run their small reads themselves (see ``reading``).
+        self._inline_threads: set[int] = set()
+        self._inline_lock = threading.Lock()
         self._read_pool: ThreadPoolExecutor | None = None
         if is_sqlite(url):
             self.write_lock = WriteLock()
@@ -94,8 +101,11 @@ class Store:
                 sync_engine=create_sync_sqlite_writer(url, busy_timeout_ms=busy_timeout_ms),
                 lock=self.write_lock,
             )
+            # One connection per reader thread, plus the event loop's own for
+            # small reads (``reading(small=True)``).  SingletonThreadPool closes
+            # the connection of another thread when more threads than this use it.
             self.sync_reader = create_sync_sqlite_reader(
-                url, busy_timeout_ms=busy_timeout_ms, threads=READ_THREADS
+                url, busy_timeout_ms=busy_timeout_ms, threads=READ_THREADS + LOOP_THREADS
             )
             self._read_pool = ThreadPoolExecutor(READ_THREADS, thread_name_prefix="mssgw-read")
         else:
@@ -187,13 +197,25 @@ class Store:
         ~200 us of latency and CPU on our 2-core VMs.  Under WAL a reader never
         waits for the writer, so this does not stall the loop.
         """
-        if small and self.sync_reader is not None:
+        if small and self.sync_reader is not None and self._may_read_here():
             return _read_sync(self.sync_reader, work)
         if self.sync_reader is not None and self._read_pool is not None:
             loop = asyncio.get_running_loop()
             return await loop.run_in_executor(self._read_pool, _read_sync, self.sync_reader, work)
         async with self.engine.connect() as conn:
             return await conn.run_sync(work)
+
+    def _may_read_here(self) -> bool:
+        """Whether this thread may read itself: the engine keeps a connection for
+        at most ``LOOP_THREADS`` such threads (the first ones to ask)."""
+        me = threading.get_ident()
+        if me in self._inline_threads:
+            return True
+        with self._inline_lock:
+            if len(self._inline_threads) < LOOP_THREADS:
+                self._inline_threads.add(me)
+                return True
+        return False
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncSession]:

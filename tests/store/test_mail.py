@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
 import pytest
 
 from mssgw.errors import Conflict
@@ -146,3 +149,33 @@ async def test_forget_expunged_up_to_a_mark_only(store: Store) -> None:
     assert await mail.forget_expunged(mark) == 0
     assert await mail.expunged_mark() > mark
     assert [m.uid for m in (await mail.snapshot(inbox.id)).messages] == [4]
+
+
+async def test_small_reads_in_the_loop_and_reads_in_threads_share_the_engine(
+    store: Store,
+) -> None:
+    """Reads run in the event loop's thread (``small``) and in every reader thread
+    at once: no thread loses its connection to another (SingletonThreadPool)."""
+    from sqlalchemy import text
+
+    def count(conn: Any) -> int:
+        return int(conn.execute(text("SELECT count(*) FROM folders")).scalar_one())
+
+    results = await asyncio.gather(
+        *(store.reading(count, small=i % 3 == 0) for i in range(300))
+    )
+    assert len(set(results)) == 1
+
+    if store.dialect != "sqlite":  # asyncpg connections belong to one event loop
+        return
+    # Event loops in other threads too: the first ones read themselves, the
+    # others go through the reader threads, and none takes another's connection.
+    def own_loop() -> list[int]:
+        async def reads() -> list[int]:
+            return [await store.reading(count, small=True) for _ in range(20)]
+
+        return asyncio.run(reads())
+
+    others = await asyncio.gather(*(asyncio.to_thread(own_loop) for _ in range(6)))
+    assert {n for batch in others for n in batch} == set(results)
+    assert len(store._inline_threads) <= 2
