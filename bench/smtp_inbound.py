@@ -19,7 +19,11 @@ arrive at once at a fresh mssgw and at the null handler, and the peak RSS
 Targets: mssgw >= 0.5x the null handler (and >= 1.0x Postfix); peak RSS
 <= 200 MB for mssgw during the 20 x 20 MB burst.
 
-    .venv/bin/python bench/smtp_inbound.py [--seconds 5] [--senders 16] [--no-rss]
+    .venv/bin/python bench/smtp_inbound.py [--seconds 5] [--rounds 3] [--senders 16] [--no-rss]
+
+The three servers run side by side; each round loads each in turn (rotating
+the order), and the medians over rounds are printed, with the range of the
+per-round ratios.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ import os
 import re
 import shutil
 import ssl
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -217,25 +222,6 @@ async def burst(port: int, ctx: ssl.SSLContext, rcpt: str, count: int, size: int
 # --------------------------------------------------------------------------- main
 
 
-async def postfix_load(
-    root: Path, manifest: dict[str, Any], ctx: ssl.SSLContext, rcpt: str, args: argparse.Namespace
-) -> dict[str, tuple[float, float]]:
-    """The same two loads against a throwaway Postfix (``bench/postfix.py``)."""
-    instance = postfix.ThrowawayPostfix(
-        root / "postfix", manifest, rcpt.split("@", 1)[1], free_base([0])
-    )
-    await asyncio.to_thread(instance.start)
-    try:
-        return {
-            mode: await run_load(
-                instance.port, ctx, rcpt, args.senders, args.seconds, reuse, instance.cpu_seconds
-            )
-            for mode, reuse in (("new", False), ("reuse", True))
-        }
-    finally:
-        await asyncio.to_thread(instance.stop)
-
-
 async def prepare_mssgw(root: Path, manifest: dict[str, Any]) -> tuple[Path, str]:
     state = root / "mssgw"
     state.mkdir(parents=True, exist_ok=True)
@@ -251,56 +237,84 @@ async def prepare_mssgw(root: Path, manifest: dict[str, Any]) -> tuple[Path, str
     return path, rcpt
 
 
+class Target:
+    """A running server under load: its port and how to read its CPU seconds."""
+
+    def __init__(self, name: str, port: int, cpu: Callable[[], float]) -> None:
+        self.name, self.port, self.cpu = name, port, cpu
+        #: mode -> [(msg/s, server CPU ms per message)], one per round.
+        self.runs: dict[str, list[tuple[float, float]]] = {"new": [], "reuse": []}
+
+    def median(self, mode: str) -> tuple[float, float]:
+        runs = self.runs[mode]
+        return (
+            statistics.median(r for r, _ in runs),
+            statistics.median(c for _, c in runs),
+        )
+
+
 async def main(args: argparse.Namespace) -> None:
     root = Path(tempfile.mkdtemp(prefix="mssgw-bench-smtp-"))
+    procs: list[subprocess.Popen[bytes]] = []
+    instance: postfix.ThrowawayPostfix | None = None
     try:
         manifest = devpki.init_dev(root / "pki", operators=2)
         ctx = sender_context(manifest)
         path, rcpt = await prepare_mssgw(root, manifest)
         mssgw_cmd = [sys.executable, "-m", "mssgw", "--config", str(path), "serve"]
         null_cmd = [sys.executable, __file__, "--null-server", str(root / "pki")]
-        results: dict[str, dict[str, tuple[float, float]]] = {}
+        targets: list[Target] = []
         for name, argv in (("null", null_cmd), ("mssgw", mssgw_cmd)):
             proc, port = await start(argv)
-            try:
-                results[name] = {}
-                for mode, reuse in (("new", False), ("reuse", True)):
-                    results[name][mode] = await run_load(
-                        port,
-                        ctx,
-                        rcpt,
-                        args.senders,
-                        args.seconds,
-                        reuse,
-                        functools.partial(cpu_seconds, proc.pid),
-                    )
-            finally:
-                stop(proc)
+            procs.append(proc)
+            targets.append(Target(name, port, functools.partial(cpu_seconds, proc.pid)))
         missing = postfix.available()
         if missing is None:
-            results["postfix"] = await postfix_load(root, manifest, ctx, rcpt, args)
+            instance = postfix.ThrowawayPostfix(
+                root / "postfix", manifest, rcpt.split("@", 1)[1], free_base([0])
+            )
+            await asyncio.to_thread(instance.start)
+            targets.append(Target("postfix", instance.port, instance.cpu_seconds))
+        # Interleaved: every round loads each server in turn, in a rotating order,
+        # so that a change in the machine's load hits the baselines and us alike.
+        for n in range(args.rounds):
+            for mode, reuse in (("new", False), ("reuse", True)):
+                for target in targets[n % len(targets) :] + targets[: n % len(targets)]:
+                    target.runs[mode].append(
+                        await run_load(
+                            target.port, ctx, rcpt, args.senders, args.seconds, reuse, target.cpu
+                        )
+                    )
         print(
             f"inbound SMTP, {args.senders} senders, {MESSAGE_SIZE} B messages, "
-            f"STARTTLS + client certificate, {args.seconds:g} s per run, {os.cpu_count()} cores"
+            f"STARTTLS + client certificate, {args.rounds} interleaved round(s) of "
+            f"{args.seconds:g} s per server and mode, medians, {os.cpu_count()} cores"
         )
         if missing is not None:
             print(f"postfix: no baseline ({missing})")
+        by_name = {t.name: t for t in targets}
         for mode, label in (("new", "new connection per message"), ("reuse", "reused connections")):
-            (null, null_cpu), (ours, our_cpu) = results["null"][mode], results["mssgw"][mode]
+            null, null_cpu = by_name["null"].median(mode)
+            ours, our_cpu = by_name["mssgw"].median(mode)
+            spread = _ratios(by_name["mssgw"], by_name["null"], mode)
             print(
                 f"  {label:28s} null handler {null:8.1f} msg/s   mssgw {ours:8.1f} msg/s   "
-                f"ratio {ours / null:5.2f}x  (target >= 0.5x)"
+                f"ratio {ours / null:5.2f}x {spread}  (target >= 0.5x)"
             )
             print(
                 f"  {'':28s} server CPU per message: null {null_cpu:5.2f} ms, "
                 f"mssgw {our_cpu:5.2f} ms"
             )
-            if "postfix" in results:
-                pf, pf_cpu = results["postfix"][mode]
+            if "postfix" in by_name:
+                pf, pf_cpu = by_name["postfix"].median(mode)
+                spread = _ratios(by_name["mssgw"], by_name["postfix"], mode)
                 print(
                     f"  {'':28s} postfix {pf:8.1f} msg/s (CPU {pf_cpu:5.2f} ms/msg, all its "
-                    f"processes)   mssgw / postfix {ours / pf:5.2f}x  (target >= 1.0x)"
+                    f"processes)   mssgw / postfix {ours / pf:5.2f}x {spread}  (target >= 1.0x)"
                 )
+        for proc in procs:
+            stop(proc)
+        procs.clear()
         if args.no_rss:
             return
         print("burst: 20 messages of 20 MB at once")
@@ -316,7 +330,17 @@ async def main(args: argparse.Namespace) -> None:
                 f"  {name:6s} peak RSS {rss:7.1f} MB, all acknowledged in {seconds:5.1f} s{target}"
             )
     finally:
+        for proc in procs:
+            stop(proc)
+        if instance is not None:
+            await asyncio.to_thread(instance.stop)
         shutil.rmtree(root, ignore_errors=True)
+
+
+def _ratios(ours: Target, baseline: Target, mode: str) -> str:
+    """The per-round ratios' range (each round's runs are minutes apart at most)."""
+    ratios = [a / b for (a, _), (b, _) in zip(ours.runs[mode], baseline.runs[mode], strict=True)]
+    return f"(rounds {min(ratios):.2f}-{max(ratios):.2f})"
 
 
 if __name__ == "__main__":
@@ -326,5 +350,6 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--senders", type=int, default=16)
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default 3)")
     parser.add_argument("--no-rss", action="store_true", help="skip the 20 x 20 MB burst")
     asyncio.run(main(parser.parse_args()))
