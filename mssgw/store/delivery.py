@@ -353,6 +353,8 @@ class HotSql:
         self._converted: dict[str, str] = {}
         #: Python datetime → what the DBAPI gets for a ``UtcDateTime`` column.
         self.utc = UtcDateTime().dialect_impl(dialect).bind_processor(dialect) or _same
+        #: What the DBAPI gives for a ``UtcDateTime`` column → aware UTC datetime.
+        self.utc_out = UtcDateTime().dialect_impl(dialect).result_processor(dialect, None) or _same
         # Identical bytes delivered before are not inserted again; a row that
         # has only a file gets the bytes when they come again small enough to
         # be inline (mssgw.store.content).

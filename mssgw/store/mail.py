@@ -50,7 +50,7 @@ from sqlalchemy import (
 
 from mssgw.errors import Conflict, NotFound
 from mssgw.store import content
-from mssgw.store.delivery import NO_FLAGS, LocalTarget, StoredCopy
+from mssgw.store.delivery import NO_FLAGS, LocalTarget, StoredCopy, hot_sql
 from mssgw.store.folders import INBOX, allocate
 from mssgw.store.models import ExpungedMessage, Flag, Folder, Mailbox, Message, table
 from mssgw.store.timeutil import now
@@ -360,8 +360,7 @@ class Mail:
             folder = _folder_by_id(conn, folder_id)
             if folder is None:
                 return None
-            result = conn.execute(_SNAPSHOT, {"folder_id": folder_id})
-            return Snapshot(folder, [MessageState(*row) for row in result])
+            return Snapshot(folder, _snapshot_states(conn, folder_id))
 
         snapshot = await self.store.reading(work)
         if snapshot is None:
@@ -377,8 +376,7 @@ class Mail:
             folder = _folder_by_name(conn, mailbox_id, name)
             if folder is None:
                 return None
-            result = conn.execute(_SNAPSHOT, {"folder_id": folder.id})
-            return Snapshot(folder, [MessageState(*row) for row in result])
+            return Snapshot(folder, _snapshot_states(conn, folder.id))
 
         return await self.store.reading(work)
 
@@ -422,8 +420,8 @@ class Mail:
 
         def work(conn: Connection) -> tuple[dict[int, MessageRow], R]:
             out: dict[int, MessageRow] = {}
-            for row in _by_uids(conn, _ROWS, {"folder_id": folder_id}, uids):
-                out[row[0]] = MessageRow(*cast(tuple[Any, ...], row))
+            for row in _message_rows(conn, folder_id, uids):
+                out[row.uid] = row
             return out, then(conn, out)
 
         return await self.store.reading(work, small=small and len(uids) <= SMALL_READ)
@@ -802,20 +800,12 @@ def _folder(row: Any) -> FolderInfo:
 # Read statements built once (bound parameters): building a statement costs more
 # Python than running it on SQLite, and the compiled form is cached by its shape.
 _FOLDER_BY_ID = _folder_select().where(_FOLDERS.c.id == bindparam("folder_id"))
-_FOLDER_BY_NAME = _folder_select().where(
-    _FOLDERS.c.mailbox_id == bindparam("mailbox_id"), _FOLDERS.c.name == bindparam("name")
-)
 _FOLDERS_OF = (
     _folder_select()
     .where(_FOLDERS.c.mailbox_id == bindparam("mailbox_id"))
     .order_by(_FOLDERS.c.name)
 )
 _STATE_COLUMNS = (_MESSAGES.c.uid, _MESSAGES.c.flags, _MESSAGES.c.keywords, _MESSAGES.c.modseq)
-_SNAPSHOT = (
-    select(*_STATE_COLUMNS)
-    .where(_MESSAGES.c.folder_id == bindparam("folder_id"))
-    .order_by(_MESSAGES.c.uid)
-)
 _CHANGED = (
     select(*_STATE_COLUMNS)
     .where(_MESSAGES.c.folder_id == bindparam("folder_id"), _MESSAGES.c.modseq > bindparam("since"))
@@ -867,8 +857,48 @@ _STATUS = select(
 
 
 def _folder_by_name(conn: Connection, mailbox_id: int, name: str) -> FolderInfo | None:
-    row = conn.execute(_FOLDER_BY_NAME, {"mailbox_id": mailbox_id, "name": name}).first()
+    hot = hot_sql(conn.dialect)
+    row = hot.execute(conn, hot.sql(_FOLDER_BY_NAME_SQL), (mailbox_id, name)).fetchone()
     return _folder(row) if row is not None else None
+
+
+# The hottest reads (every SELECT, FETCH and APPEND) go straight to the DBAPI
+# cursor, as the delivery's statements do: a Core statement's execution and its
+# ``Row`` objects cost several times what SQLite spends on these queries.
+_FOLDER_COLUMNS = (
+    "id, mailbox_id, name, special_use, subscribed, uidvalidity, uidnext, highestmodseq"
+)
+_FOLDER_BY_NAME_SQL = f"SELECT {_FOLDER_COLUMNS} FROM folders WHERE mailbox_id = ? AND name = ?"
+_SNAPSHOT_SQL = (
+    "SELECT uid, flags, keywords, modseq FROM messages WHERE folder_id = ? ORDER BY uid"
+)
+_ROWS_SPAN_SQL = (
+    "SELECT uid, flags, keywords, modseq, internaldate, size, blob_id, envelope,"
+    " bodystructure, header_size FROM messages"
+    " WHERE folder_id = ? AND uid BETWEEN ? AND ?"
+)
+
+
+def _snapshot_states(conn: Connection, folder_id: int) -> list[MessageState]:
+    hot = hot_sql(conn.dialect)
+    rows = hot.execute(conn, hot.sql(_SNAPSHOT_SQL), (folder_id,)).fetchall()
+    return [MessageState(*row) for row in rows]
+
+
+def _message_rows(conn: Connection, folder_id: int, uids: Sequence[int]) -> Iterator[MessageRow]:
+    """The ``MessageRow`` of each of ``uids`` still in the folder.  One span of UIDs
+    (the usual case) on the DBAPI cursor; other sets through ``_by_uids``."""
+    spans = ranges_of(uids)
+    if len(spans) != 1:
+        for row in _by_uids(conn, _ROWS, {"folder_id": folder_id}, uids):
+            yield MessageRow(*cast(tuple[Any, ...], row))
+        return
+    hot = hot_sql(conn.dialect)
+    when = hot.utc_out
+    lo, hi = spans[0]
+    for r in hot.execute(conn, hot.sql(_ROWS_SPAN_SQL), (folder_id, lo, hi)).fetchall():
+        internaldate = cast(datetime, when(r[4]))  # NOT NULL
+        yield MessageRow(r[0], r[1], r[2], r[3], internaldate, r[5], r[6], r[7], r[8], r[9])
 
 
 def _folder_by_id(conn: Connection, folder_id: int) -> FolderInfo | None:
