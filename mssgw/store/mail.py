@@ -477,10 +477,7 @@ class Mail:
         wanted_kw = list(dict.fromkeys(keywords))
 
         def decide(conn: Connection) -> tuple[list[tuple[int, int, str]], StoreResult]:
-            current: list[tuple[int, int, str, int]] = [
-                (row[0], row[1], row[2], row[3])
-                for row in _by_uids(conn, _STATES, {"folder_id": folder_id}, uids)
-            ]
+            current: list[tuple[int, int, str, int]] = _message_states(conn, folder_id, uids)
             current.sort()
             modified: list[int] = []
             todo: list[tuple[int, int, str]] = []
@@ -883,6 +880,27 @@ def _snapshot_states(conn: Connection, folder_id: int) -> list[MessageState]:
     hot = hot_sql(conn.dialect)
     rows = hot.execute(conn, hot.sql(_SNAPSHOT_SQL), (folder_id,)).fetchall()
     return [MessageState(*row) for row in rows]
+
+
+_STATES_SPAN_SQL = (
+    "SELECT uid, flags, keywords, modseq FROM messages"
+    " WHERE folder_id = ? AND uid BETWEEN ? AND ?"
+)
+
+
+def _message_states(
+    conn: Connection, folder_id: int, uids: Sequence[int]
+) -> list[tuple[int, int, str, int]]:
+    """(uid, flags, keywords, modseq) of each of ``uids`` still in the folder (one
+    span of UIDs on the DBAPI cursor, other sets through ``_by_uids``)."""
+    spans = ranges_of(uids)
+    if len(spans) != 1:
+        rows = _by_uids(conn, _STATES, {"folder_id": folder_id}, uids)
+        return [(row[0], row[1], row[2], row[3]) for row in rows]
+    hot = hot_sql(conn.dialect)
+    lo, hi = spans[0]
+    found = hot.execute(conn, hot.sql(_STATES_SPAN_SQL), (folder_id, lo, hi)).fetchall()
+    return [(r[0], r[1], r[2], r[3]) for r in found]
 
 
 def _message_rows(conn: Connection, folder_id: int, uids: Sequence[int]) -> Iterator[MessageRow]:
