@@ -197,3 +197,44 @@ async def test_connection_lost_during_a_step_is_processed_after_it(
         assert await _exchange(port, _client_ctx(dev_pki)) == b"echo ping\r\n"
         del reader
     assert [e for e in errors if _fatal(e)] == []
+
+
+async def test_mixed_clients_at_once_good_bad_and_vanishing(
+    dev_pki: DevPki, steps: list[str]
+) -> None:
+    """Good clients, refused certificates and clients that vanish mid-handshake,
+    all at once: every good one is served, nothing escapes to the loop."""
+
+    async def vanishing(port: int) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        sslobj = ssl.create_default_context().wrap_bio(ssl.MemoryBIO(), out := ssl.MemoryBIO())
+        with pytest.raises(ssl.SSLWantReadError):
+            sslobj.do_handshake()
+        writer.write(out.read())
+        await writer.drain()
+        writer.transport.abort()
+        del reader
+
+    async def refused(port: int) -> bool:
+        try:
+            await _exchange(port, _client_ctx(dev_pki, "expired"))
+        except (ssl.SSLError, ConnectionError):
+            return True
+        return False
+
+    async with _echo_server(_server_ctx(dev_pki)) as (port, errors):
+        jobs: list[Any] = []
+        for i in range(30):
+            kind = i % 3
+            if kind == 0:
+                jobs.append(_exchange(port, _client_ctx(dev_pki), b"g%d\r\n" % i))
+            elif kind == 1:
+                jobs.append(refused(port))
+            else:
+                jobs.append(vanishing(port))
+        results = await asyncio.gather(*jobs)
+        await asyncio.sleep(0.2)
+    good = [r for i, r in enumerate(results) if i % 3 == 0]
+    assert good == [b"echo g%d\r\n" % i for i in range(0, 30, 3)]
+    assert all(r is True for i, r in enumerate(results) if i % 3 == 1)
+    assert steps and [e for e in errors if _fatal(e)] == []
