@@ -11,10 +11,11 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import BigInteger, Connection, bindparam, func, select, update
+from sqlalchemy import Connection, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from mssgw.store.models import Folder, table
+from mssgw.errors import NotFound
+from mssgw.store.models import Folder
 from mssgw.store.timeutil import now
 
 INBOX = "INBOX"
@@ -89,20 +90,18 @@ def allocate(conn: Connection, folder_id: int, count: int = 1) -> Allocation:
     expunge or a crash (an aborted transaction gives its UIDs back, which is
     fine: nobody ever saw them).
     """
-    result = conn.execute(_ALLOCATE, {"folder_id": folder_id, "count": count})
-    uidnext, modseq = result.one()
-    return Allocation(uid=uidnext - count, modseq=modseq)
+    from mssgw.store.delivery import hot_sql  # delivery imports this module
+
+    hot = hot_sql(conn.dialect)
+    row = hot.execute(conn, hot.sql(_ALLOCATE_SQL), (count, folder_id)).fetchone()
+    if row is None:  # deleted meanwhile (by another session)
+        raise NotFound(f"folder {folder_id} no longer exists")
+    uidnext, modseq = row
+    return Allocation(uid=int(uidnext) - count, modseq=int(modseq))
 
 
-# Core, not ORM (no identity-map synchronisation), and built once: building and
-# caching a statement per call cost more than running it.
-_FOLDERS = table(Folder)
-_ALLOCATE = (
-    update(_FOLDERS)
-    .where(_FOLDERS.c.id == bindparam("folder_id", type_=BigInteger))
-    .values(
-        uidnext=_FOLDERS.c.uidnext + bindparam("count", type_=BigInteger),
-        highestmodseq=_FOLDERS.c.highestmodseq + 1,
-    )
-    .returning(_FOLDERS.c.uidnext, _FOLDERS.c.highestmodseq)
+# On the DBAPI cursor: every change of a folder runs it (see delivery.HotSql).
+_ALLOCATE_SQL = (
+    "UPDATE folders SET uidnext = uidnext + ?, highestmodseq = highestmodseq + 1"
+    " WHERE id = ? RETURNING uidnext, highestmodseq"
 )

@@ -498,18 +498,11 @@ class Mail:
             if not todo:
                 return nothing
             alloc = allocate(conn, folder_id, 0)
-            conn.execute(
-                _SET_FLAGS,
-                [
-                    {
-                        "b_folder": folder_id,
-                        "b_uid": u,
-                        "b_flags": f,
-                        "b_keywords": k,
-                        "b_modseq": alloc.modseq,
-                    }
-                    for u, f, k in todo
-                ],
+            hot = hot_sql(conn.dialect)
+            hot.executemany(
+                conn,
+                hot.sql(_SET_FLAGS_SQL),
+                [(f, k, alloc.modseq, folder_id, u) for u, f, k in todo],
             )
             changed = [MessageState(u, f, k, alloc.modseq) for u, f, k in todo]
             return StoreResult(changed, nothing.unchanged, nothing.modified, alloc.modseq)
@@ -548,6 +541,10 @@ class Mail:
             params = {"folder_id": folder_id}
             if uids is None:
                 found = list(conn.execute(_DELETED, params).scalars())
+            elif len(spans := ranges_of(uids)) == 1:
+                hot = hot_sql(conn.dialect)
+                sql = hot.sql(_DELETED_SPAN_SQL)
+                found = [r[0] for r in hot.execute(conn, sql, (folder_id, *spans[0])).fetchall()]
             else:
                 found = [row[0] for row in _by_uids(conn, _DELETED, params, uids)]
             if not found:
@@ -759,11 +756,14 @@ def _by_uids(
 
 
 def _remove(conn: Connection, folder_id: int, uids: Sequence[int], modseq: int) -> None:
-    for chunk in _chunks(list(uids), CHUNK):
-        conn.execute(_DELETE_UIDS, {"folder_id": folder_id, "uids": list(chunk)})
-    conn.execute(
-        _EXPUNGED.insert(),
-        [{"folder_id": folder_id, "uid": uid, "modseq": modseq} for uid in uids],
+    hot = hot_sql(conn.dialect)
+    if len(uids) == 1:  # the usual UID EXPUNGE of one message, on the DBAPI cursor
+        hot.execute(conn, hot.sql(_DELETE_ONE_SQL), (folder_id, uids[0]))
+    else:
+        for chunk in _chunks(list(uids), CHUNK):
+            conn.execute(_DELETE_UIDS, {"folder_id": folder_id, "uids": list(chunk)})
+    hot.executemany(
+        conn, hot.sql(_INSERT_EXPUNGED_SQL), [(folder_id, uid, modseq) for uid in uids]
     )
 
 
@@ -830,18 +830,6 @@ _DELETED = select(_MESSAGES.c.uid).where(
 _UID_SPAN = _MESSAGES.c.uid.between(bindparam("uid_lo"), bindparam("uid_hi"))
 #: ``query.where(_UID_SPAN)`` of the module's queries, by ``id(query)``.
 _SPAN_QUERIES: dict[int, Select[Any]] = {}
-_SET_FLAGS = (
-    update(_MESSAGES)
-    .where(
-        _MESSAGES.c.folder_id == bindparam("b_folder"),
-        _MESSAGES.c.uid == bindparam("b_uid"),
-    )
-    .values(
-        flags=bindparam("b_flags"),
-        keywords=bindparam("b_keywords"),
-        modseq=bindparam("b_modseq"),
-    )
-)
 _DELETE_UIDS = delete(_MESSAGES).where(
     _MESSAGES.c.folder_id == bindparam("folder_id"),
     _MESSAGES.c.uid.in_(bindparam("uids", expanding=True)),
@@ -882,6 +870,15 @@ def _snapshot_states(conn: Connection, folder_id: int) -> list[MessageState]:
     return [MessageState(*row) for row in rows]
 
 
+_SET_FLAGS_SQL = (
+    "UPDATE messages SET flags = ?, keywords = ?, modseq = ? WHERE folder_id = ? AND uid = ?"
+)
+_DELETED_SPAN_SQL = (
+    f"SELECT uid FROM messages WHERE folder_id = ? AND uid BETWEEN ? AND ?"
+    f" AND (flags & {int(Flag.DELETED)}) != 0"
+)
+_DELETE_ONE_SQL = "DELETE FROM messages WHERE folder_id = ? AND uid = ?"
+_INSERT_EXPUNGED_SQL = "INSERT INTO expunged (folder_id, uid, modseq) VALUES (?, ?, ?)"
 _STATES_SPAN_SQL = (
     "SELECT uid, flags, keywords, modseq FROM messages"
     " WHERE folder_id = ? AND uid BETWEEN ? AND ?"
