@@ -93,6 +93,9 @@ class Store:
         #: Threads that run their small reads themselves (see ``reading``).
         self._inline_threads: set[int] = set()
         self._inline_lock = threading.Lock()
+        #: Their connection, kept open between reads (checking one out of the
+        #: pool and back cost more than a small read itself).
+        self._inline_conns: dict[int, Connection] = {}
         self._read_pool: ThreadPoolExecutor | None = None
         if is_sqlite(url):
             self.write_lock = WriteLock()
@@ -169,6 +172,9 @@ class Store:
         if self._read_pool is not None:
             self._read_pool.shutdown(wait=True)
             self._read_pool = ThreadPoolExecutor(READ_THREADS, thread_name_prefix="mssgw-read")
+        for conn in self._inline_conns.values():
+            _close_quietly(conn)
+        self._inline_conns.clear()
         if self.sync_reader is not None:
             self.sync_reader.dispose()
         await self.engine.dispose()
@@ -198,12 +204,27 @@ class Store:
         waits for the writer, so this does not stall the loop.
         """
         if small and self.sync_reader is not None and self._may_read_here():
-            return _read_sync(self.sync_reader, work)
+            return self._read_here(self.sync_reader, work)
         if self.sync_reader is not None and self._read_pool is not None:
             loop = asyncio.get_running_loop()
             return await loop.run_in_executor(self._read_pool, _read_sync, self.sync_reader, work)
         async with self.engine.connect() as conn:
             return await conn.run_sync(work)
+
+    def _read_here(self, engine: Engine, work: Callable[[Connection], T]) -> T:
+        """``work`` in this thread, over its own connection (kept between reads)."""
+        me = threading.get_ident()
+        conn = self._inline_conns.get(me)
+        if conn is None or conn.closed:
+            conn = self._inline_conns[me] = engine.connect()
+        try:
+            with conn.begin():
+                return work(conn)
+        except BaseException:
+            # Whatever went wrong, the next read starts from a fresh connection.
+            self._inline_conns.pop(me, None)
+            _close_quietly(conn)
+            raise
 
     def _may_read_here(self) -> bool:
         """Whether this thread may read itself: the engine keeps a connection for
@@ -230,6 +251,13 @@ class Store:
             session.begin(),
         ):
             yield session
+
+
+def _close_quietly(conn: Connection) -> None:
+    try:
+        conn.close()
+    except Exception:  # closing a broken connection: nothing more to do
+        pass
 
 
 def _read_sync(engine: Engine, work: Callable[[Connection], T]) -> T:

@@ -179,3 +179,23 @@ async def test_small_reads_in_the_loop_and_reads_in_threads_share_the_engine(
     others = await asyncio.gather(*(asyncio.to_thread(own_loop) for _ in range(6)))
     assert {n for batch in others for n in batch} == set(results)
     assert len(store._inline_threads) <= 2
+
+
+async def test_a_failed_small_read_leaves_the_next_one_a_working_connection(
+    store: Store,
+) -> None:
+    from sqlalchemy import text
+    from sqlalchemy.exc import DBAPIError
+
+    def broken(conn: Any) -> None:
+        conn.execute(text("SELECT * FROM no_such_table"))
+
+    def count(conn: Any) -> int:
+        return int(conn.execute(text("SELECT count(*) FROM folders")).scalar_one())
+
+    for _ in range(2):
+        with pytest.raises(DBAPIError):
+            await store.reading(broken, small=True)
+        assert await store.reading(count, small=True) == await store.reading(count)
+    await store.close()
+    assert store._inline_conns == {}
