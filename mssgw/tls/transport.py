@@ -106,8 +106,9 @@ class ServerSSLProtocol(sslproto.SSLProtocol):
         self._write_backlog = []  # type: ignore[assignment]
         #: A handshake step is running in a worker thread.
         self._stepping = False
-        #: Ciphertext received while a step runs, for the incoming BIO after it.
-        self._held: list[bytes] = []
+        #: Ciphertext received while a step runs, for the incoming BIO after it
+        #: (a list only while there is some: idle connections are many).
+        self._held: list[bytes] | None = None
         #: ``connection_lost`` arrived while a step ran: (exc,) to replay after it.
         self._lost_meanwhile: tuple[BaseException | None] | None = None
 
@@ -124,6 +125,8 @@ class ServerSSLProtocol(sslproto.SSLProtocol):
     def buffer_updated(self, nbytes: int) -> None:
         try:
             if self._stepping:  # the incoming BIO is the worker's until the step ends
+                if self._held is None:
+                    self._held = []
                 self._held.append(bytes(self._ssl_buffer_view[:nbytes]))
                 return
             super().buffer_updated(nbytes)
@@ -158,7 +161,7 @@ class ServerSSLProtocol(sslproto.SSLProtocol):
     ) -> None:
         """Back in the event loop after a step: go on as ``_do_handshake`` would."""
         self._stepping = False
-        held, self._held = self._held, []
+        held, self._held = self._held or [], None
         if self._sslobj is sslobj:
             for data in held:
                 self._incoming.write(data)
