@@ -170,12 +170,48 @@ async def test_only_a_batch_of_non_durable_units_commits_without_fsync(store: St
     assert await store.committer.run(_sync_level, durable=False) == "no fsync"
     assert await store.committer.run(_sync_level) == "fsync"
     assert await store.committer.run(_sync_level, durable=False) == "no fsync"
-    # One durable unit makes its whole batch durable, whatever the order.
+    # One durable unit makes its whole batch durable: units that find others
+    # waiting join their batch.
     together = await asyncio.gather(
-        store.committer.run(_sync_level, durable=False),
         store.committer.run(_sync_level),
+        store.committer.run(_sync_level, durable=False),
         store.committer.run(_sync_level, durable=False),
     )
     assert together == ["fsync"] * 3
     # and the level does not leak into the next durable work
     assert await store.committer.run(_sync_level) == "fsync"
+
+
+def _where(conn: Connection) -> str:
+    import threading
+
+    return threading.current_thread().name
+
+
+async def test_a_lone_non_durable_unit_runs_at_once_unless_the_database_is_busy(
+    store: Store, settings: Any
+) -> None:
+    import sqlite3
+    import threading
+
+    if store.dialect != "sqlite":  # always through the committer (asyncpg, run_sync)
+        assert await store.committer.run(_sync_level, durable=False) == "no fsync"
+        assert store.committer._inline_thread is None
+        return
+    here = threading.current_thread().name
+    assert await store.committer.run(_where, durable=False) == here  # no hop
+    assert await store.committer.run(_where) != here  # durable: the committer's thread
+    # Another process holds the write lock: the unit goes through the committer,
+    # which waits (busy timeout) instead of failing or blocking the event loop.
+    other = sqlite3.connect(settings.store_url.removeprefix("sqlite:///"), isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    waiting = asyncio.create_task(store.committer.run(_where, durable=False))
+    await asyncio.sleep(0.2)
+    assert not waiting.done()
+    other.execute("COMMIT")
+    other.close()
+    assert await waiting != here
+    # A unit that fails alone fails with its own error, inline too.
+    with pytest.raises(ZeroDivisionError):
+        await store.committer.run(lambda conn: 1 / 0, durable=False)
+    assert await store.committer.run(_where, durable=False) == here
