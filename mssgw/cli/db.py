@@ -19,13 +19,20 @@ def register(sub: Any) -> None:
         description="Apply every pending migration (safe to run again).",
     )
     up.set_defaults(handler=upgrade)
-    status = db.add_parser("status", help="show the schema revision of the database")
+    status = db.add_parser(
+        "status",
+        help="show the schema revision, and where message octets are kept",
+        description="The schema revision of the database (exit 1 if it needs "
+        "'mssgw db upgrade'), then how many messages are kept inside the "
+        "database (store.inline_max) and how many as files, with their size.",
+    )
     status.set_defaults(handler=show_status)
     collect = db.add_parser(
         "gc",
         help="find and remove orphan blobs",
-        description="Remove message files that no message or pending "
-        "queue row references, older than --grace-hours.",
+        description="Remove message octets (files, and rows kept inside the "
+        "database) that no message or pending queue row references, older "
+        "than --grace-hours.",
     )
     collect.add_argument("--dry-run", action="store_true", help="only report what would be removed")
     collect.add_argument(
@@ -62,13 +69,20 @@ def upgrade(args: argparse.Namespace) -> int:
 def show_status(args: argparse.Namespace) -> int:
     from mssgw.store import schema
 
-    async def work(store: Store) -> tuple[set[str], set[str]]:
-        return await schema.current_revisions(store.engine), schema.head_revisions()
+    async def work(store: Store) -> tuple[set[str], set[str], gc.BlobCounts | None]:
+        current, heads = await schema.current_revisions(store.engine), schema.head_revisions()
+        counts = await gc.blob_counts(store) if current == heads else None
+        return current, heads, counts
 
-    current, heads = with_store(args, work, check_schema=False)
+    current, heads, counts = with_store(args, work, check_schema=False)
     state = "up to date" if current == heads else "needs 'mssgw db upgrade'"
     now, want = ",".join(sorted(current)) or "none", ",".join(sorted(heads))
     print(f"current={now} expected={want} ({state})")
+    if counts is not None:
+        print(
+            f"messages: {counts.inline} inside the database ({counts.inline_bytes} bytes), "
+            f"{counts.files} in files ({counts.file_bytes} bytes)"
+        )
     return 0 if current == heads else 1
 
 

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from sqlalchemy import delete, select, union
+from sqlalchemy import delete, func, select, union
 
 from mssgw.store.models import Blob, Message, QueueEntry, QueueState
 from mssgw.store.timeutil import now
@@ -47,9 +47,14 @@ async def collect(
     )
     async with store.read() as s:
         used = set((await s.scalars(select(referenced.subquery().c[0]))).all())
-        # Never the bytes of inline blobs: only whether they have some.
-        columns = select(Blob.id, Blob.created_at, Blob.data.is_not(None))
-        rows = {b: (created, bool(inline)) for b, created, inline in (await s.execute(columns))}
+        # Never the bytes of inline blobs: only how many they have.
+        columns = select(Blob.id, Blob.created_at, func.coalesce(func.length(Blob.data), -1))
+        rows: dict[str, tuple[datetime, bool]] = {}
+        inline_sizes: dict[str, int] = {}
+        for blob_id, created, size in await s.execute(columns):
+            rows[blob_id] = (created, size >= 0)
+            if size >= 0:
+                inline_sizes[blob_id] = int(size)
     for blob_id, mtime in store.blobs.iter_ids():
         if blob_id not in used and mtime < cutoff:
             report.orphan_files.append(blob_id)
@@ -67,9 +72,12 @@ async def collect(
     if report.orphan_rows:
         async with store.write() as s:
             # Re-check references in the same statement: a delivery may have taken one since.
-            await s.execute(
-                delete(Blob).where(Blob.id.in_(report.orphan_rows), Blob.id.not_in(referenced))
+            gone = await s.scalars(
+                delete(Blob)
+                .where(Blob.id.in_(report.orphan_rows), Blob.id.not_in(referenced))
+                .returning(Blob.id)
             )
+            report.bytes_freed += sum(inline_sizes.get(b, 0) for b in gone.all())
     for blob_id in report.orphan_files:
         path = store.blobs.path(blob_id)
         report.bytes_freed += path.stat().st_size
@@ -77,3 +85,27 @@ async def collect(
     for path in temps:
         path.unlink(missing_ok=True)
     return report
+
+
+@dataclass(frozen=True)
+class BlobCounts:
+    """Distinct message octets by where they are kept (``mssgw db status``)."""
+
+    inline: int
+    inline_bytes: int
+    files: int
+    file_bytes: int
+
+
+async def blob_counts(store: Store) -> BlobCounts:
+    """Counted on the blob rows (the files themselves are not read)."""
+    inline = Blob.data.is_not(None)
+    query = select(
+        func.count().filter(inline),
+        func.coalesce(func.sum(Blob.size).filter(inline), 0),
+        func.count().filter(~inline),
+        func.coalesce(func.sum(Blob.size).filter(~inline), 0),
+    )
+    async with store.read() as s:
+        row = (await s.execute(query)).one()
+    return BlobCounts(*(int(v) for v in row))

@@ -202,3 +202,31 @@ def test_serve_refuses_tls_listeners_without_certificates(tmp_path: Path) -> Non
         "mssgw: listeners.imap: TLS listener but no certificate: set tls.certificate, tls.key and "
         "tls.anchors (or disable the listener)"
     )
+
+
+def test_db_status_says_where_messages_are_kept(
+    cfg: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import asyncio
+
+    from mssgw import config
+    from mssgw.store import Store
+    from mssgw.store.delivery import LocalTarget
+
+    run(capsys, "domain", "add", D)
+    run(capsys, "mailbox", "add", f"dr.a@{D}", "--type", "PER", "--owner", "810000000001")
+
+    async def deliver(*sizes: int) -> None:
+        store = await Store.open(config.load(cfg))
+        try:
+            for n, size in enumerate(sizes):
+                head = b"Subject: %d\r\n\r\n" % n
+                data = head + b"x" * (size - len(head))
+                await store.messages.deliver(data, [LocalTarget(f"dr.a@{D}")])
+        finally:
+            await store.close()
+
+    asyncio.run(deliver(1000, 2000, 200_000))
+    code, out, _ = run(capsys, "db", "status")
+    assert code == 0 and "(up to date)" in out
+    assert "messages: 2 inside the database (3000 bytes), 1 in files (200000 bytes)" in out

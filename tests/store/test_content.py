@@ -127,3 +127,19 @@ async def test_gc_still_reports_a_missing_file(store: Store) -> None:
     path.unlink()
     report = await gc.collect(store, grace=timedelta(hours=1), dry_run=True)
     assert report.missing_files == [done.blob.id]
+
+
+async def test_blob_counts_and_gc_bytes_freed_cover_inline_messages(store: Store) -> None:
+    (alice,) = await with_mailboxes(store, "alice")
+    small, big = message(20, 3000), message(21, store.inline_max + 5)
+    await store.messages.deliver(small, [LocalTarget(alice)])
+    gone = await store.messages.deliver(message(22, 1000), [LocalTarget(alice)])
+    await store.messages.deliver(big, [LocalTarget(alice)])
+    counts = await gc.blob_counts(store)
+    assert (counts.inline, counts.inline_bytes) == (2, len(small) + 1000)
+    assert (counts.files, counts.file_bytes) == (1, len(big))
+    folder = await store.messages.folder(alice)
+    await store.messages.expunge(folder.id, [gone.copies[0].uid])
+    report = await gc.collect(store, grace=timedelta(seconds=0))
+    assert report.orphan_rows == [gone.blob.id] and report.bytes_freed == 1000
+    assert (await gc.blob_counts(store)).inline == 1
