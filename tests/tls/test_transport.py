@@ -90,6 +90,18 @@ def _slow_steps(monkeypatch: pytest.MonkeyPatch, seconds: float) -> None:
     monkeypatch.setattr(transport, "HANDSHAKE_THREADS", 2)
 
 
+async def _hello_then_vanish(port: int, *, pause: float = 0.0) -> None:
+    """A client that sends a ClientHello and, ``pause`` seconds later, aborts."""
+    _reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    sslobj = ssl.create_default_context().wrap_bio(ssl.MemoryBIO(), out := ssl.MemoryBIO())
+    with pytest.raises(ssl.SSLWantReadError):
+        sslobj.do_handshake()
+    writer.write(out.read())
+    await writer.drain()
+    await asyncio.sleep(pause)
+    writer.transport.abort()
+
+
 def test_every_tls_connection_of_the_process_uses_it() -> None:
     assert issubclass(asyncio.sslproto.SSLProtocol, transport.ServerSSLProtocol)
     assert asyncio.sslproto.SSLProtocol.max_size <= transport.TLS_READ_BUFFER
@@ -180,22 +192,15 @@ async def test_connection_lost_during_a_step_is_processed_after_it(
 
     monkeypatch.setattr(transport.ServerSSLProtocol, "__init__", recording)
     async with _echo_server(_server_ctx(dev_pki)) as (port, errors):
-        # A client that sends its ClientHello, then goes away mid-handshake.
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        sslobj = ssl.create_default_context().wrap_bio(ssl.MemoryBIO(), out := ssl.MemoryBIO())
-        with pytest.raises(ssl.SSLWantReadError):
-            sslobj.do_handshake()
-        writer.write(out.read())
-        await writer.drain()
-        await asyncio.sleep(0.05)  # the server's step has started
-        writer.transport.abort()
+        # A client that sends its ClientHello, then goes away mid-handshake,
+        # once the server's step has started.
+        await _hello_then_vanish(port, pause=0.05)
         server_side = next(p for p in created if p._stepping)
         await asyncio.sleep(0.6)  # the step ends, then the loss is processed
         assert not server_side._stepping and server_side._lost_meanwhile is None
         assert server_side._state == asyncio.sslproto.SSLProtocolState.UNWRAPPED
         assert _Echo.made == []  # the application never saw this connection
         assert await _exchange(port, _client_ctx(dev_pki)) == b"echo ping\r\n"
-        del reader
     assert [e for e in errors if _fatal(e)] == []
 
 
@@ -204,16 +209,6 @@ async def test_mixed_clients_at_once_good_bad_and_vanishing(
 ) -> None:
     """Good clients, refused certificates and clients that vanish mid-handshake,
     all at once: every good one is served, nothing escapes to the loop."""
-
-    async def vanishing(port: int) -> None:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        sslobj = ssl.create_default_context().wrap_bio(ssl.MemoryBIO(), out := ssl.MemoryBIO())
-        with pytest.raises(ssl.SSLWantReadError):
-            sslobj.do_handshake()
-        writer.write(out.read())
-        await writer.drain()
-        writer.transport.abort()
-        del reader
 
     async def refused(port: int) -> bool:
         try:
@@ -231,7 +226,7 @@ async def test_mixed_clients_at_once_good_bad_and_vanishing(
             elif kind == 1:
                 jobs.append(refused(port))
             else:
-                jobs.append(vanishing(port))
+                jobs.append(_hello_then_vanish(port))
         results = await asyncio.gather(*jobs)
         await asyncio.sleep(0.2)
     good = [r for i, r in enumerate(results) if i % 3 == 0]
