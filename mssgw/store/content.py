@@ -71,12 +71,6 @@ def read_many(
     return out
 
 
-def open_blob(conn: Connection, blobs: BlobStore, blob_id: str) -> BinaryIO:
-    """A readable file of the blob's octets (blocking; the caller closes it)."""
-    data = inline_bytes(conn, [blob_id]).get(blob_id)
-    return io.BytesIO(data) if data is not None else blobs.open(blob_id)
-
-
 class Contents:
     """The store's asynchronous readers of message octets."""
 
