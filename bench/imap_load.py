@@ -10,7 +10,7 @@ STORE \\Deleted, UID EXPUNGE, LOGOUT (9 commands), in its own mailbox.  The
 client), which isolates command cost from Argon2id password checks.
 
     .venv/bin/python bench/imap_load.py [--clients 10] [--seconds 10] [--rounds 3]
-        [--idle 1000] [--big 100000] [--no-dovecot] [--idle-login]
+        [--idle 1000] [--big 100000] [--no-dovecot] [--idle-login] [--workers N]
 
 Both servers run side by side and are loaded in interleaved rounds (rotating
 the order); the medians are printed, with the range of the per-round ratios.
@@ -163,7 +163,7 @@ async def prefill(port: int, accounts: list[list[str]], count: int = 20) -> None
 # --------------------------------------------------------------------------- mssgw child
 
 
-async def serve(state: Path, clients: int, big: int) -> None:
+async def serve(state: Path, clients: int, big: int, workers: int = 1) -> None:
     from mssgw import config, runtime
     from mssgw.app import App
     from mssgw.imap.service import for_app
@@ -174,7 +174,10 @@ async def serve(state: Path, clients: int, big: int) -> None:
     from tests.support.gateway import gateway_config
 
     manifest = devpki.init_dev(state / "pki", operators=1)
-    extra = "[limits]\nmax_connections = 5000\nmax_connections_per_ip = 5000\n"
+    extra = (
+        "[limits]\nmax_connections = 5000\nmax_connections_per_ip = 5000\n"
+        "imap_max_connections_per_identity = 10000\n"
+    )
     settings = config.load(
         gateway_config(state, manifest, listeners=("imaps",), extra=extra), env={}
     )
@@ -233,8 +236,21 @@ async def serve(state: Path, clients: int, big: int) -> None:
             )
 
         await store.committer.run(fill)
+    supervisor = None
+    if workers > 1:
+        # The gateway as `mssgw serve --workers N` runs it: this process binds
+        # the listener and supervises N worker processes sharing it.
+        from mssgw.workers import Supervisor, bind_listeners, bound_ports, enabled_listeners
+
+        await app.stop()
+        listeners = enabled_listeners(settings, ["imaps"])
+        sockets = bind_listeners(listeners)
+        supervisor = Supervisor(settings.source, sockets, workers)
+        await supervisor.start()
+        ports = bound_ports(sockets)
     info = {
         "pid": os.getpid(),
+        "workers": supervisor.pids() if supervisor else [],
         "port": ports["imaps"],
         "accounts": accounts,
         "big": [big_address, big_password],
@@ -254,7 +270,10 @@ async def serve(state: Path, clients: int, big: int) -> None:
     done = asyncio.Event()
     loop.add_reader(sys.stdin.fileno(), done.set)
     await done.wait()
-    await app.stop()
+    if supervisor is not None:
+        await supervisor.stop()
+    else:
+        await app.stop()
     await store.close()
 
 
@@ -414,13 +433,22 @@ def main() -> None:
         action="store_true",
         help="also measure idle connections authenticated by LOGIN (no client certificate)",
     )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="gateway worker processes (gateway.workers; default 1); above 1 only the"
+        " command load is measured",
+    )
     parser.add_argument("--serve", help=argparse.SUPPRESS)
     args = parser.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, 8192)), hard))
     if args.serve:
-        asyncio.run(serve(Path(args.serve), args.clients, args.big))
+        asyncio.run(serve(Path(args.serve), args.clients, args.big, args.workers))
         return
+    if args.workers > 1:
+        args.idle = args.big = 0  # per-process figures: measured with one process
     with tempfile.TemporaryDirectory(prefix="mssgw-imap-bench-") as tmp:
         state = Path(tmp)
         child = subprocess.Popen(
@@ -433,6 +461,8 @@ def main() -> None:
                 str(args.clients),
                 "--big",
                 str(args.big),
+                "--workers",
+                str(args.workers),
             ],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -453,7 +483,12 @@ def main() -> None:
 
 
 async def run_all(info: dict[str, Any], args: argparse.Namespace, state: Path) -> dict[str, Any]:
-    out: dict[str, Any] = {"clients": args.clients, "seconds": args.seconds, "rounds": args.rounds}
+    out: dict[str, Any] = {
+        "clients": args.clients,
+        "seconds": args.seconds,
+        "rounds": args.rounds,
+        "workers": args.workers,
+    }
     with contextlib.ExitStack() as stack:
         targets: dict[str, tuple[int, list[list[str]]]] = {
             "mssgw": (info["port"], info["accounts"])

@@ -15,10 +15,11 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import fields
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from mssgw import __version__
 from mssgw.aio import cancel_and_wait
+from mssgw.auth.ratelimit import RateLimiter
 from mssgw.auth.service import AuthService
 from mssgw.config import ListenerSettings, Settings
 from mssgw.errors import MssgwError, StoreError
@@ -28,10 +29,12 @@ if TYPE_CHECKING:
     from mssgw.directory.lookup import DirectoryLookup
     from mssgw.smtp.relay import RelayWorker
 from mssgw.imap.pgnotify import PostgresBridge, asyncpg_dsn
+from mssgw.imap.siblings import SiblingBridge
 from mssgw.store import Store
 from mssgw.store.mail import Mail
 from mssgw.web.autoconfig import ClientEndpoints
 from mssgw.web.http import HttpService
+from mssgw.workers import PRIMARY_ONLY, WorkerRole
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +45,7 @@ async def _http_listener(app: App, lst: ListenerSettings) -> asyncio.Server:
     service = HttpService(
         app.health, app.metrics, app.client_endpoints(), app.store.mailboxes.hosted_domains
     )
-    return await service.serve(lst.address, lst.port)
+    return await service.serve(**app.bind("http", lst))
 
 
 LISTENERS: dict[str, ListenerFactory] = {"http": _http_listener}
@@ -87,9 +90,18 @@ def directory_lookup(settings: Settings, store: Store) -> DirectoryLookup:
 class App:
     """The running gateway: one store, the listeners, background tasks."""
 
-    def __init__(self, settings: Settings, store: Store, trust: TrustSpace | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        trust: TrustSpace | None = None,
+        *,
+        role: WorkerRole | None = None,
+    ) -> None:
         self.settings = settings
         self.store = store
+        #: Which worker process this is (``gateway.workers``, see mssgw.workers).
+        self.role = role or WorkerRole()
         #: TLS contexts and liste blanche; ``None`` when no certificate is configured
         #: (then only plain listeners such as ``http`` can start).
         self.trust = trust
@@ -97,7 +109,9 @@ class App:
         self.relay: RelayWorker | None = None
         self.directory = directory_lookup(settings, store)
         #: Authentication for every client protocol: one rate-limit budget (AUTH-4).
-        self.auth = AuthService(store)
+        self.auth = AuthService(
+            store, RateLimiter.shared_by(self.role.count) if self.role.count > 1 else None
+        )
         #: Called by ``stop`` after the listeners closed (edges release their services).
         self.shutdown_hooks: list[Callable[[], Awaitable[None]]] = []
         # Every delivery caches ENVELOPE and BODYSTRUCTURE (SPEC STORE-3), IMAP or not.
@@ -107,8 +121,18 @@ class App:
             store.messages.annotate = annotate
         self.started_at = time.time()
         self._housekeeping: asyncio.Task[None] | None = None
-        #: Folder changes to and from the other nodes (PostgreSQL, see imap/pgnotify.py).
-        self.node_bridge: PostgresBridge | None = None
+        #: Folder changes to and from the other nodes (PostgreSQL, see imap/pgnotify.py)
+        #: or the other workers of this gateway (SQLite, see imap/siblings.py).
+        self.node_bridge: PostgresBridge | SiblingBridge | None = None
+
+    def bind(self, name: str, lst: ListenerSettings) -> dict[str, Any]:
+        """Where listener ``name`` accepts: the socket inherited from the supervisor
+        (``gateway.workers`` > 1), else its configured address and port; passed
+        as keywords to ``loop.create_server``."""
+        sock = self.role.sockets.get(name)
+        if sock is not None:
+            return {"sock": sock}
+        return {"host": lst.address, "port": lst.port}
 
     def client_endpoints(self) -> ClientEndpoints:
         ports = {
@@ -131,12 +155,16 @@ class App:
             await self.trust.start()
         if self.store.dialect == "postgresql" and self.settings.store.node_notifications:
             self.node_bridge = PostgresBridge(asyncpg_dsn(self.store.url))
+        elif self.store.dialect != "postgresql" and self.role.count > 1:
+            run_dir = self.settings.state_dir / "run"
+            self.node_bridge = SiblingBridge(run_dir, self.role.index, self.role.count)
+        if self.node_bridge is not None:
             self.store.messages.observers.append(self.node_bridge.publish)
             self.node_bridge.begin()
         factories = listener_factories()
         for f in fields(self.settings.listeners):
             lst: ListenerSettings = getattr(self.settings.listeners, f.name)
-            if not lst.enabled:
+            if not lst.enabled or (f.name in PRIMARY_ONLY and not self.role.primary):
                 continue
             factory = factories.get(f.name)
             if factory is None:
@@ -160,7 +188,8 @@ class App:
 
             self.relay = RelayWorker.for_app(self)
             await self.relay.start()
-        self._housekeeping = asyncio.create_task(self._daily(), name="mssgw-housekeeping")
+        if self.role.primary:  # once per gateway, not once per worker
+            self._housekeeping = asyncio.create_task(self._daily(), name="mssgw-housekeeping")
         bound = {name: int(s.sockets[0].getsockname()[1]) for name, s in self.servers.items()}
         for name, port in bound.items():
             log.info(

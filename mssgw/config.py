@@ -28,6 +28,8 @@ from mssgw.text import is_digits
 ENV_PREFIX = "MSSGW_"
 #: Upper bound of ``store.inline_max``: beyond it a row gets heavy for the database.
 INLINE_LIMIT = 1 << 20
+#: Upper bound of ``gateway.workers``.
+MAX_WORKERS = 64
 TlsMode = Literal["none", "starttls", "implicit"]
 TlsProfile = Literal["mssante", "modern"]
 
@@ -43,6 +45,8 @@ class GatewaySettings:
     hostname: str = "localhost"
     domains: list[str] = field(default_factory=list)
     state_dir: str = "var/mssgw"
+    #: Processes serving the listeners (see mssgw.workers); 0: one per core.
+    workers: int = 1
 
 
 @dataclass(frozen=True)
@@ -389,6 +393,11 @@ def validate(settings: Settings) -> None:
     for domain in settings.gateway.domains:
         if not is_domain(domain):
             raise ConfigError(f"{src}: gateway.domains: {domain!r} is not a lower-case domain name")
+    if not 0 <= settings.gateway.workers <= MAX_WORKERS:
+        raise ConfigError(
+            f"{src}: gateway.workers = {settings.gateway.workers}: expected 1 to {MAX_WORKERS}"
+            " processes, or 0 for one per core"
+        )
     url = settings.store_url
     if not url.startswith(("sqlite:", "postgresql:", "postgresql+asyncpg:", "postgres:")):
         raise ConfigError(

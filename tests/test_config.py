@@ -109,6 +109,8 @@ def test_environment_overrides(tmp_path: Path) -> None:
         ("[limits]\nmax_recipients = 0\n", {}, r"limits.max_recipients = 0: expected a positive"),
         ("[store]\ninline_max = -1\n", {}, r"store.inline_max = -1: expected 0 .* to 1048576"),
         ("[store]\ninline_max = 2000000\n", {}, r"store.inline_max = 2000000: expected 0"),
+        ("[gateway]\nworkers = 65\n", {}, r"gateway.workers = 65: expected 1 to 64 processes"),
+        ("[gateway]\nworkers = -1\n", {}, r"gateway.workers = -1: expected 1 to 64"),
         ("[listeners.imap]\nport = 2000\n[listeners.imaps]\nport = 2000\n", {}, r"already used by"),
         ("", {"MSSGW_LIMITS__NOPE": "1"}, r"unknown key 'limits.nope'"),
         ("[tls]\ncertificate = 'a.pem'\n", {}, r"tls.certificate and tls.key go together"),

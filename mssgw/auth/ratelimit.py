@@ -11,7 +11,9 @@ address's.
 
 Sans-IO: the clock is injectable, and state is an in-memory dict bounded by
 pruning (one node; several nodes each keep their own budget, which only
-multiplies the allowance by the number of nodes).
+multiplies the allowance by the number of nodes).  The worker processes of
+one gateway divide the budget instead (:meth:`RateLimiter.shared_by`), so
+``gateway.workers`` never grants an attacker more guesses.
 """
 
 from __future__ import annotations
@@ -37,6 +39,17 @@ class RateLimiter:
     clock: Callable[[], float] = time.monotonic
     max_keys: int = 100_000
     _failures: dict[str, deque[float]] = field(default_factory=dict)
+
+    @classmethod
+    def shared_by(cls, workers: int) -> RateLimiter:
+        """The default budgets divided between ``workers`` processes, rounded
+        down (fail closed: together they allow no more than one process would),
+        each keeping at least one attempt."""
+        default = cls()
+        return cls(
+            account=_divided(default.account, workers),
+            address=_divided(default.address, workers),
+        )
 
     def _budget(self, key: str) -> Budget:
         return self.account if key.startswith("account:") else self.address
@@ -74,6 +87,10 @@ class RateLimiter:
             times = self._failures[key]
             if not times or times[-1] <= now - self._budget(key).window:
                 del self._failures[key]
+
+
+def _divided(budget: Budget, workers: int) -> Budget:
+    return Budget(max(1, budget.max_failures // max(1, workers)), budget.window)
 
 
 def account_key(address: str) -> str:

@@ -27,7 +27,7 @@ async def imap_listener(app: App, lst: ListenerSettings) -> asyncio.Server:
         raise MssgwError("listeners.imap: STARTTLS needs tls.certificate, tls.key, tls.anchors")
     loop = asyncio.get_running_loop()
     return await loop.create_server(
-        lambda: ImapConnection(service, implicit_tls=False), lst.address, lst.port
+        lambda: ImapConnection(service, implicit_tls=False), **app.bind("imap", lst)
     )
 
 
@@ -39,8 +39,7 @@ async def imaps_listener(app: App, lst: ListenerSettings) -> asyncio.Server:
     loop = asyncio.get_running_loop()
     return await loop.create_server(
         lambda: ImapConnection(service, implicit_tls=True),
-        lst.address,
-        lst.port,
+        **app.bind("imaps", lst),
         ssl=app.trust.client_tls.listener_context,
     )
 

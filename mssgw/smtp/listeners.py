@@ -59,10 +59,10 @@ def listener_env(
 
 
 async def serve(
-    env: ListenerEnv, lst: ListenerSettings, factory: Callable[[], EsmtpSession]
+    app: App, env: ListenerEnv, lst: ListenerSettings, factory: Callable[[], EsmtpSession]
 ) -> asyncio.Server:
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(factory, lst.address, lst.port, backlog=512)
+    server = await loop.create_server(factory, **app.bind(env.name, lst), backlog=512)
     env.spawn(_close_sessions_after(server, env))
     return server
 
@@ -90,7 +90,7 @@ async def mta_listener(app: App, lst: ListenerSettings) -> asyncio.Server:
     env = listener_env(app, "mta", app.trust.operator_tls)
     service = InboundService(app, env)
     loop = asyncio.get_running_loop()
-    return await serve(env, lst, lambda: InboundSession(service, loop))
+    return await serve(app, env, lst, lambda: InboundSession(service, loop))
 
 
 from mssgw.smtp.submission import submission_listener, submissions_listener  # noqa: E402

@@ -674,7 +674,7 @@ async def submission_listener(app: App, lst: ListenerSettings) -> asyncio.Server
     env = listener_env(app, "submission", app.trust.client_tls)
     service = _service(app, env)
     loop = asyncio.get_running_loop()
-    return await serve(env, lst, lambda: SubmissionSession(service, loop))
+    return await serve(app, env, lst, lambda: SubmissionSession(service, loop))
 
 
 async def submissions_listener(app: App, lst: ListenerSettings) -> asyncio.Server:
@@ -692,8 +692,7 @@ async def submissions_listener(app: App, lst: ListenerSettings) -> asyncio.Serve
     loop = asyncio.get_running_loop()
     server = await loop.create_server(
         lambda: SubmissionSession(service, loop),
-        lst.address,
-        lst.port,
+        **app.bind("submissions", lst),
         ssl=app.trust.client_tls.listener_context,
         ssl_handshake_timeout=env.limits.handshake_timeout,
         backlog=512,

@@ -99,8 +99,14 @@ def _load_pair(
 ) -> None:
     try:
         ctx.load_cert_chain(os.fspath(cert), os.fspath(key))
-    except FileNotFoundError as exc:
-        raise TlsConfigError(f"{exc.filename}: not found (tls.certificate / tls.key)") from None
+    except FileNotFoundError:
+        # ssl names no file in this error (its filename is None): say which.
+        missing = [os.fspath(p) for p in (cert, key) if not os.path.exists(p)] or [
+            f"{os.fspath(cert)} / {os.fspath(key)}"
+        ]
+        raise TlsConfigError(
+            f"{', '.join(missing)}: not found (tls.certificate / tls.key)"
+        ) from None
     except ssl.SSLError as exc:
         raise TlsConfigError(
             f"{cert} / {key}: cannot load certificate and key ({exc.reason or exc})"

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from urllib.parse import parse_qs, urlsplit
@@ -110,5 +111,10 @@ class HttpService:
         with contextlib.suppress(ConnectionError):
             await writer.wait_closed()
 
-    async def serve(self, host: str, port: int) -> asyncio.Server:
+    async def serve(
+        self, host: str | None = None, port: int | None = None, *, sock: socket.socket | None = None
+    ) -> asyncio.Server:
+        """Listen on ``host:port``, or on ``sock`` (inherited from the supervisor)."""
+        if sock is not None:
+            return await asyncio.start_server(self.handle, sock=sock, limit=MAX_REQUEST)
         return await asyncio.start_server(self.handle, host, port, limit=MAX_REQUEST)

@@ -18,6 +18,7 @@ from mssgw.imap.service import ImapService, for_app
 from mssgw.store.delivery import LocalTarget
 from mssgw.store.mailboxes import NewMailbox
 from mssgw.store.models import MailboxType
+from mssgw.workers import WorkerRole
 from tests.support.gateway import RunningGateway, running_gateway
 
 
@@ -72,10 +73,15 @@ def message(n: int, *, subject: str | None = None, body: str = "Bonjour.\r\n") -
 
 @contextlib.asynccontextmanager
 async def imap_env(
-    tmp_path: Path, trust_space: dict[str, Any], *, url: str | None = None, extra: str = ""
+    tmp_path: Path,
+    trust_space: dict[str, Any],
+    *,
+    url: str | None = None,
+    extra: str = "",
+    role: WorkerRole | None = None,
 ) -> AsyncIterator[Env]:
     async with running_gateway(
-        tmp_path, trust_space, listeners=("imap", "imaps"), url=url, extra=extra
+        tmp_path, trust_space, listeners=("imap", "imaps"), url=url, extra=extra, role=role
     ) as gw:
         domain = gw.operator["domain"]
         professional = trust_space["professional"]["national_id"]

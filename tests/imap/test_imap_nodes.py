@@ -48,26 +48,32 @@ async def until_line(raw: Raw, fragment: bytes, wait: float = 5.0) -> bytes:
             return line
 
 
+async def changes_wake_idle(other: RunningGateway, env: Env) -> None:
+    """A delivery committed by ``other`` and a flag change by a client of ``other``
+    wake an IDLE session of ``env`` (another node, or another worker)."""
+    await env.deliver(message(1))
+    idler = await idling(env)
+
+    # A delivery committed by the other one (its port 25 would do the same).
+    await other.store.messages.deliver(message(2), [LocalTarget(env.per)])
+    await until_line(idler, b"* 2 EXISTS")
+
+    # A flag change by a client of the other one.
+    actor = await Raw.connect(other.ports["imaps"], env.client_context())
+    await actor.login(env.per, env.per_password)
+    await actor.command("SELECT INBOX")
+    await actor.command("STORE 1 +FLAGS (\\Flagged)")
+    line = await until_line(idler, b"* 1 FETCH")
+    assert b"\\Flagged" in line
+    for raw in (idler, actor):
+        await raw.close()
+
+
 async def test_delivery_and_flags_on_one_node_wake_idle_on_the_other(
     tmp_path: Path, trust_space: dict[str, Any], pg_url: str
 ) -> None:
     async with two_nodes(tmp_path, trust_space, pg_url) as (node_a, node_b):
-        await node_b.deliver(message(1))
-        idler = await idling(node_b)
-
-        # A delivery committed by node A (its port 25 would do the same).
-        await node_a.store.messages.deliver(message(2), [LocalTarget(node_b.per)])
-        await until_line(idler, b"* 2 EXISTS")
-
-        # A flag change by a client of node A.
-        actor = await Raw.connect(node_a.ports["imaps"], node_b.client_context())
-        await actor.login(node_b.per, node_b.per_password)
-        await actor.command("SELECT INBOX")
-        await actor.command("STORE 1 +FLAGS (\\Flagged)")
-        line = await until_line(idler, b"* 1 FETCH")
-        assert b"\\Flagged" in line
-        for raw in (idler, actor):
-            await raw.close()
+        await changes_wake_idle(node_a, node_b)
 
 
 async def test_idle_still_woken_after_the_link_was_cut(

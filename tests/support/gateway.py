@@ -20,6 +20,7 @@ import tomli_w
 from mssgw import config, dev, runtime
 from mssgw.app import App
 from mssgw.store import Store
+from mssgw.workers import WorkerRole
 
 
 @dataclass
@@ -89,6 +90,7 @@ async def running_gateway(
     listeners: Iterable[str] = ("mta",),
     extra: str = "",
     routes: dict[str, str] | None = None,
+    role: WorkerRole | None = None,
 ) -> AsyncIterator[RunningGateway]:
     tmp.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 - test set-up, before any I/O matters
     settings = config.load(
@@ -105,7 +107,7 @@ async def running_gateway(
     )
     store = await Store.open(settings, check_schema=False)
     await store.upgrade()
-    app = App(settings, store, runtime.build(settings))
+    app = App(settings, store, runtime.build(settings), role=role)
     try:
         ports = await app.start()
         yield RunningGateway(app, settings, manifest, ports, manifest["operators"][operator])

@@ -28,20 +28,26 @@ def start(
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     assert proc.stderr is not None
-    seen = b""
+    fd = proc.stderr.fileno()
+    seen = pending = b""
     deadline = time.monotonic() + timeout
+    # Raw reads, not readline: a buffered reader may hold several lines that
+    # select() no longer reports (a burst written by several processes at once).
     while (left := deadline - time.monotonic()) > 0:
-        ready, _, _ = select.select([proc.stderr], [], [], left)
+        ready, _, _ = select.select([fd], [], [], left)
         if not ready:
             break
-        line = proc.stderr.readline()
-        seen += line
-        if not line:
+        chunk = os.read(fd, 65536)
+        if not chunk:
             break
-        port = port_in(line)
-        if port is not None:
-            threading.Thread(target=_drain, args=(proc,), daemon=True).start()
-            return proc, port
+        seen += chunk
+        pending += chunk
+        *lines, pending = pending.split(b"\n")
+        for line in lines:
+            port = port_in(line + b"\n")
+            if port is not None:
+                threading.Thread(target=_drain, args=(proc,), daemon=True).start()
+                return proc, port
     proc.kill()
     proc.wait(10)
     raise RuntimeError(
@@ -51,7 +57,7 @@ def start(
 
 def _drain(proc: subprocess.Popen[bytes]) -> None:
     assert proc.stderr is not None
-    while proc.stderr.readline():
+    while os.read(proc.stderr.fileno(), 65536):
         pass
 
 
