@@ -244,10 +244,10 @@ async def serve(state: Path, clients: int, big: int, workers: int = 1) -> None:
 
         await app.stop()
         listeners = enabled_listeners(settings, ["imaps"])
-        sockets = bind_listeners(listeners)
-        supervisor = Supervisor(settings.source, sockets, workers)
+        sockets = bind_listeners(listeners, workers)
+        supervisor = Supervisor(settings.source, sockets)
         await supervisor.start()
-        ports = bound_ports(sockets)
+        ports = bound_ports(sockets[0])
     info = {
         "pid": os.getpid(),
         "workers": supervisor.pids() if supervisor else [],

@@ -8,10 +8,10 @@ with one process per connection or per service.  With ``workers = N`` the
 1. it binds every enabled listener itself (so port 0, ports below 1024 and
    "address already in use" behave exactly as with one process, and the
    error names the listener), then
-2. starts N workers, ``python -m mssgw serve --worker K/N``, which inherit the
-   listening sockets and each run the whole gateway (:class:`mssgw.app.App`)
-   on them: the kernel hands each new connection to whichever worker accepts
-   first, so a busy worker takes fewer;
+2. starts N workers, ``python -m mssgw serve --worker K/N``, which inherit
+   listening sockets (one per worker and listener, bound with ``SO_REUSEPORT``:
+   the kernel spreads new connections evenly over the workers) and each run
+   the whole gateway (:class:`mssgw.app.App`) on them;
 3. waits until every worker says it is serving (a worker that fails to start,
    say on a bad certificate, stops the whole daemon with its message), then
    supervises: a worker that dies (a crash, a kill) is started again, with a
@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import logging
 import os
 import signal
@@ -48,7 +49,8 @@ import socket
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mssgw.config import ListenerSettings, Settings
@@ -124,20 +126,60 @@ def enabled_listeners(settings: Settings, available: Iterable[str]) -> dict[str,
     return out
 
 
-def bind_listeners(listeners: dict[str, ListenerSettings]) -> dict[str, socket.socket]:
-    """Bind and listen on every listener, as ``loop.create_server`` would."""
-    bound: dict[str, socket.socket] = {}
+def bind_listeners(
+    listeners: dict[str, ListenerSettings], count: int
+) -> list[dict[str, socket.socket]]:
+    """Bind every listener once per worker (``SO_REUSEPORT``); item K is worker
+    K's sockets.  Each worker accepts on sockets of its own: the kernel spreads
+    new connections evenly over them (a shared socket would let the first
+    worker to wake take a whole burst, asyncio accepting up to the backlog at
+    once).  The supervisor keeps them all open, so connections that arrive
+    while a worker restarts wait in its backlog.  Listeners in
+    ``PRIMARY_ONLY`` get one socket, worker 0's."""
+    per_worker: list[dict[str, socket.socket]] = [{} for _ in range(count)]
     try:
         for name, lst in listeners.items():
-            bound[name] = _bind(name, lst)
+            first = _bind(name, lst, reuse_port=count > 1)
+            per_worker[0][name] = first
+            if name in PRIMARY_ONLY:
+                continue
+            same = replace(lst, port=int(first.getsockname()[1]))  # port 0: the one chosen
+            for k in range(1, count):
+                per_worker[k][name] = _bind(name, same, reuse_port=True)
     except BaseException:
-        for sock in bound.values():
-            sock.close()
+        close_all(per_worker)
         raise
-    return bound
+    return per_worker
 
 
-def _bind(name: str, lst: ListenerSettings) -> socket.socket:
+def lock_state(run_dir: Path) -> int:
+    """Hold ``run_dir/supervisor.lock`` for this supervisor's life, or refuse: a
+    second daemon on the same state would silently share our ports
+    (``SO_REUSEPORT`` lets sockets of the same user join the group)."""
+    run_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path = run_dir / "supervisor.lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "?"
+        os.close(fd)
+        raise MssgwError(
+            f"{path}: another 'mssgw serve' (pid {holder}) already runs on this state folder;"
+            " stop it first"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
+
+
+def close_all(per_worker: list[dict[str, socket.socket]]) -> None:
+    for sockets in per_worker:
+        for sock in sockets.values():
+            sock.close()
+
+
+def _bind(name: str, lst: ListenerSettings, *, reuse_port: bool) -> socket.socket:
     try:
         infos = socket.getaddrinfo(
             lst.address or None, lst.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
@@ -150,6 +192,9 @@ def _bind(name: str, lst: ListenerSettings) -> socket.socket:
         ) from None
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            # Only sockets of the same user may join the group (Linux).
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         if family == socket.AF_INET6:
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         sock.bind(address)
@@ -215,14 +260,14 @@ class Supervisor:
     def __init__(
         self,
         config_path: str,
-        sockets: dict[str, socket.socket],
-        count: int,
+        sockets: list[dict[str, socket.socket]],
         *,
         python: str = sys.executable,
     ) -> None:
         self.config_path = config_path
+        #: Item K: worker K's listening sockets (``bind_listeners``).
         self.sockets = sockets
-        self.count = count
+        self.count = len(sockets)
         self.python = python
         self.children: dict[int, _Child] = {}
         self.stopping = False
@@ -231,7 +276,7 @@ class Supervisor:
         self._life_read, self._life_write = os.pipe()
 
     def command(self, index: int, ready_fd: int) -> list[str]:
-        fds = ",".join(f"{name}={sock.fileno()}" for name, sock in self.sockets.items())
+        fds = ",".join(f"{name}={sock.fileno()}" for name, sock in self.sockets[index].items())
         return [
             self.python,
             "-m",
@@ -263,7 +308,7 @@ class Supervisor:
         try:
             process = await asyncio.create_subprocess_exec(
                 *self.command(index, ready_write),
-                pass_fds=[s.fileno() for s in self.sockets.values()]
+                pass_fds=[s.fileno() for s in self.sockets[index].values()]
                 + [self._life_read, ready_write],
                 stdin=asyncio.subprocess.DEVNULL,
             )

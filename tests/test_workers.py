@@ -221,6 +221,17 @@ async def test_a_dead_worker_is_started_again_and_sigterm_stops_them_all(
         assert [pid for pid in workers if not _gone(pid)] == []
 
 
+async def test_a_second_daemon_on_the_same_state_is_refused(
+    tmp_path: Path, trust_space: dict[str, Any]
+) -> None:
+    """SO_REUSEPORT would let it share our ports silently: the state lock refuses it."""
+    async with supervised(tmp_path, trust_space) as gw:
+        second = await asyncio.to_thread(_serve, gw.cfg)
+        assert second.returncode != 0
+        assert f"(pid {gw.proc.pid}) already runs on this state folder" in second.stderr
+        assert gw.proc.poll() is None
+
+
 async def test_workers_stop_by_themselves_when_the_supervisor_is_killed(
     tmp_path: Path, trust_space: dict[str, Any]
 ) -> None:

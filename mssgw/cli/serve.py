@@ -111,9 +111,14 @@ async def _supervise(
             users = await dev.ensure_demo_data(store, domain, pki, Path(args.state) / "users.json")
     finally:
         await store.close()
+    lock = workers.lock_state(settings.state_dir / "run")
     listeners = workers.enabled_listeners(settings, listener_factories())
-    sockets = workers.bind_listeners(listeners)
-    supervisor = workers.Supervisor(settings.source, sockets, count)
+    try:
+        sockets = workers.bind_listeners(listeners, count)
+    except BaseException:
+        os.close(lock)
+        raise
+    supervisor = workers.Supervisor(settings.source, sockets)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -121,7 +126,7 @@ async def _supervise(
     loop.add_signal_handler(signal.SIGHUP, lambda: supervisor.signal_all(signal.SIGHUP))
     try:
         await supervisor.start()
-        ports = workers.bound_ports(sockets)
+        ports = workers.bound_ports(sockets[0])
         for name, port in ports.items():
             log.info("listener %s on %s:%d", name, listeners[name].address, port)
         if pki is not None and users is not None:
@@ -138,8 +143,8 @@ async def _supervise(
             with contextlib.suppress(Exception):
                 loop.remove_signal_handler(sig)
         await supervisor.stop()
-        for sock in sockets.values():
-            sock.close()
+        workers.close_all(sockets)
+        os.close(lock)
     log.info("stopped")
     return 0
 
