@@ -20,6 +20,7 @@ Targets: mssgw >= 0.5x the null handler (and >= 1.0x Postfix); peak RSS
 <= 200 MB for mssgw during the 20 x 20 MB burst.
 
     .venv/bin/python bench/smtp_inbound.py [--seconds 5] [--rounds 3] [--senders 16] [--no-rss]
+        [--workers N]
 
 The three servers run side by side; each round loads each in turn (rotating
 the order), and the medians over rounds are printed, with the range of the
@@ -55,10 +56,13 @@ from tests.smtp.inbound_support import RawClient, add_mailbox, sender_context
 from tests.support import process
 from tests.support.gateway import gateway_config
 from tests.support.ports import free_base
-from tests.support.process import cpu_seconds, stop
+from tests.support.process import stop, tree_cpu_seconds
 
 MESSAGE_SIZE = 4096
-_PORT_RE = re.compile(rb"(?:listener mta on 127\.0\.0\.1:|NULL-SMTP-PORT )(\d+)")
+#: With workers, the supervisor names the port once every worker serves.
+_PORT_RE = re.compile(
+    rb"(?:^(?!.*\[worker ).*listener mta on 127\.0\.0\.1:|NULL-SMTP-PORT )(\d+)"
+)
 
 
 # --------------------------------------------------------------------------- servers
@@ -262,12 +266,13 @@ async def main(args: argparse.Namespace) -> None:
         ctx = sender_context(manifest)
         path, rcpt = await prepare_mssgw(root, manifest)
         mssgw_cmd = [sys.executable, "-m", "mssgw", "--config", str(path), "serve"]
+        workers_cmd = [*mssgw_cmd, "--workers", str(args.workers)]
         null_cmd = [sys.executable, __file__, "--null-server", str(root / "pki")]
         targets: list[Target] = []
-        for name, argv in (("null", null_cmd), ("mssgw", mssgw_cmd)):
+        for name, argv in (("null", null_cmd), ("mssgw", workers_cmd)):
             proc, port = await start(argv)
             procs.append(proc)
-            targets.append(Target(name, port, functools.partial(cpu_seconds, proc.pid)))
+            targets.append(Target(name, port, functools.partial(tree_cpu_seconds, proc.pid)))
         missing = postfix.available()
         if missing is None:
             instance = postfix.ThrowawayPostfix(
@@ -288,7 +293,8 @@ async def main(args: argparse.Namespace) -> None:
         print(
             f"inbound SMTP, {args.senders} senders, {MESSAGE_SIZE} B messages, "
             f"STARTTLS + client certificate, {args.rounds} interleaved round(s) of "
-            f"{args.seconds:g} s per server and mode, medians, {os.cpu_count()} cores"
+            f"{args.seconds:g} s per server and mode, medians, {os.cpu_count()} cores, "
+            f"mssgw workers: {args.workers}"
         )
         if missing is not None:
             print(f"postfix: no baseline ({missing})")
@@ -317,7 +323,7 @@ async def main(args: argparse.Namespace) -> None:
         procs.clear()
         if args.no_rss:
             return
-        print("burst: 20 messages of 20 MB at once")
+        print("burst: 20 messages of 20 MB at once (one mssgw process)")
         for name, argv in (("null", null_cmd), ("mssgw", mssgw_cmd)):
             proc, port = await start(argv)
             try:
@@ -352,4 +358,7 @@ if __name__ == "__main__":
     parser.add_argument("--senders", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default 3)")
     parser.add_argument("--no-rss", action="store_true", help="skip the 20 x 20 MB burst")
+    parser.add_argument(
+        "--workers", type=int, default=1, help="mssgw worker processes (gateway.workers)"
+    )
     asyncio.run(main(parser.parse_args()))

@@ -76,6 +76,9 @@ Observer = Callable[[int, int], None]
 R = TypeVar("R")
 #: Messages a read may cover and still be ``small`` (``Store.reading``).
 SMALL_READ = 64
+#: A folder of at most this many messages is opened (SELECT) in the event
+#: loop's thread: its snapshot is a few integers per message.
+SMALL_FOLDER = 256
 K = TypeVar("K")
 
 
@@ -369,8 +372,25 @@ class Mail:
 
     async def open_folder(self, mailbox_id: int, name: str) -> Snapshot | None:
         """:meth:`folder` then :meth:`snapshot` in one read (SELECT/EXAMINE);
-        ``None`` when there is no such folder."""
+        ``None`` when there is no such folder.
+
+        Most folders are small: the first read, in the event loop's thread,
+        takes at most ``SMALL_FOLDER`` + 1 messages and is the answer when there
+        are no more (no hop to a reader thread and back); a larger folder is
+        then read again whole, folder and messages in one transaction, by a
+        reader thread (a 100,000-message snapshot must not hold up the loop)."""
         name = canonical_name(name)
+
+        def first(conn: Connection) -> Snapshot | bool | None:
+            folder = _folder_by_name(conn, mailbox_id, name)
+            if folder is None:
+                return None
+            states = _snapshot_states(conn, folder.id, limit=SMALL_FOLDER + 1)
+            return Snapshot(folder, states) if len(states) <= SMALL_FOLDER else True
+
+        found = await self.store.reading(first, small=True)
+        if found is not True:
+            return found if isinstance(found, Snapshot) else None
 
         def work(conn: Connection) -> Snapshot | None:
             folder = _folder_by_name(conn, mailbox_id, name)
@@ -864,9 +884,16 @@ _ROWS_SPAN_SQL = (
 )
 
 
-def _snapshot_states(conn: Connection, folder_id: int) -> list[MessageState]:
+def _snapshot_states(
+    conn: Connection, folder_id: int, *, limit: int | None = None
+) -> list[MessageState]:
+    """Every (uid, flags, keywords, modseq) of the folder, or its first ``limit``."""
     hot = hot_sql(conn.dialect)
-    rows = hot.execute(conn, hot.sql(_SNAPSHOT_SQL), (folder_id,)).fetchall()
+    if limit is None:
+        rows = hot.execute(conn, hot.sql(_SNAPSHOT_SQL), (folder_id,)).fetchall()
+    else:
+        sql = hot.sql(_SNAPSHOT_SQL + " LIMIT ?")
+        rows = hot.execute(conn, sql, (folder_id, limit)).fetchall()
     return [MessageState(*row) for row in rows]
 
 

@@ -199,3 +199,37 @@ async def test_a_failed_small_read_leaves_the_next_one_a_working_connection(
         assert await store.reading(count, small=True) == await store.reading(count)
     await store.close()
     assert store._inline_conns == {}
+
+
+async def test_open_folder_reads_a_small_folder_at_once_and_a_large_one_whole(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mssgw.store.mail import SMALL_FOLDER
+
+    mail, mailbox_id, address = await inbox_with(store, 0)
+    reads: list[bool] = []
+    reading = store.reading
+
+    async def spy(work: Any, *, small: bool = False) -> Any:
+        reads.append(small)
+        return await reading(work, small=small)
+
+    monkeypatch.setattr(store, "reading", spy)
+    assert await mail.open_folder(mailbox_id, "Nope") is None
+    for size in (SMALL_FOLDER, SMALL_FOLDER + 1):
+        inbox = await mail.folder(mailbox_id, "INBOX")
+        assert inbox is not None
+        have = len((await mail.snapshot(inbox.id)).messages)
+        await asyncio.gather(
+            *(
+                store.messages.deliver(message(n, size), [LocalTarget(address)])
+                for n in range(have, size)
+            )
+        )
+        reads.clear()
+        opened = await mail.open_folder(mailbox_id, "inbox")
+        # One read in the loop; a second, whole one only past SMALL_FOLDER.
+        assert reads == ([True] if size <= SMALL_FOLDER else [True, False])
+        assert opened is not None
+        assert [m.uid for m in opened.messages] == list(range(1, size + 1))
+        assert opened.messages == (await mail.snapshot(inbox.id)).messages

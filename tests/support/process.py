@@ -75,3 +75,14 @@ def cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process (all its threads) so far."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds of a process and its children (a supervisor and its workers)."""
+    total = cpu_seconds(pid)
+    for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
+        try:
+            total += cpu_seconds(int(child))
+        except FileNotFoundError:  # exited meanwhile
+            continue
+    return total
