@@ -9,6 +9,7 @@ import dataclasses
 import logging
 import os
 import signal
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -151,8 +152,10 @@ async def _supervise(
 
 async def _serve_worker(args: argparse.Namespace) -> int:
     """One worker of a supervisor (``--worker K/N``): the whole gateway on its sockets."""
-    # The supervisor turns Ctrl-C into SIGTERM for each worker, once.
+    # The supervisor turns Ctrl-C into SIGTERM for each worker, once; a reload
+    # asked for before this worker serves is moot (it reads everything afresh).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     role = workers.parse_role(args.worker, args.listen_fds)
     lifeline, ready = _control_fds(args.control_fds)
     settings = settings_from(args)
@@ -162,8 +165,12 @@ async def _serve_worker(args: argparse.Namespace) -> int:
     app = App(settings, store, trust, role=role)
     try:
         await app.start()
-        workers.report_ready(ready)
-        await _run_until_stopped(app, lifeline=lifeline, interrupt=False)
+        await _run_until_stopped(
+            app,
+            lifeline=lifeline,
+            interrupt=False,
+            ready=lambda: workers.report_ready(ready),
+        )
     finally:
         await app.stop()
         await store.close()
@@ -194,8 +201,15 @@ async def _announce_dev(
 
 
 async def _run_until_stopped(
-    app: App, *, lifeline: int | None = None, interrupt: bool = True
+    app: App,
+    *,
+    lifeline: int | None = None,
+    interrupt: bool = True,
+    ready: Callable[[], None] | None = None,
 ) -> None:
+    """Serve until SIGTERM (and SIGINT when ``interrupt``); SIGHUP reloads.
+    ``ready`` is called once the handlers are in place (a worker tells its
+    supervisor then, so a SIGHUP passed on at once is a reload, never a kill)."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT) if interrupt else (signal.SIGTERM,):
@@ -203,6 +217,8 @@ async def _run_until_stopped(
     if lifeline is not None:
         workers.watch_lifeline(lifeline, stop.set)
     loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(app.reload()))
+    if ready is not None:
+        ready()
     try:
         await stop.wait()
     finally:

@@ -18,7 +18,7 @@ from mssgw.store import Store
 from tests.support.ports import free_base
 
 
-def _start(state: Path, base: int) -> subprocess.Popen[bytes]:
+def _start(state: Path, base: int, *extra: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [
             sys.executable,
@@ -30,6 +30,7 @@ def _start(state: Path, base: int) -> subprocess.Popen[bytes]:
             str(state),
             "--port-base",
             str(base),
+            *extra,
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -105,6 +106,33 @@ def test_dev_mode_creates_a_working_setup_and_reuses_it(tmp_path: Path) -> None:
     assert info2["users"] == users
     assert ca.read_bytes() == root_before
     assert info2["listeners"] == {k: base2 + PORT_OFFSETS[k] for k in info2["listeners"]}  # type: ignore[union-attr]
+
+
+def test_dev_mode_with_two_workers_serves_reloads_and_stops(tmp_path: Path) -> None:
+    """``--workers 2``: dev.json once both serve, /healthz from worker 0, SIGHUP
+    reaches each worker as a reload, SIGTERM stops them all with status 0."""
+    state = tmp_path / "dev"
+    base = free_base(PORT_OFFSETS.values())
+    proc = _start(state, base, "--workers", "2")
+    try:
+        info = _wait_ready(proc, state / "dev.json")
+        listeners = info["listeners"]
+        assert isinstance(listeners, dict)
+        assert all(listeners[name] == base + PORT_OFFSETS[name] for name in listeners)
+        with urllib.request.urlopen(
+            f"http://127.0.0.1:{listeners['http']}/healthz", timeout=10
+        ) as r:
+            assert json.loads(r.read())["status"] == "ok"
+        proc.send_signal(signal.SIGHUP)
+        time.sleep(2)
+    finally:
+        output = _stop(proc)
+    assert "Traceback" not in output
+    for worker in ("worker 0/2", "worker 1/2"):
+        assert f"[{worker}] mssgw.app: reload requested" in output
+        assert f"[{worker}] mssgw: stopped" in output
+    assert "[supervisor] mssgw: stopped" in output
+    assert "starting it again" not in output  # no worker died on the way
 
 
 def test_dev_mode_refuses_a_low_port_base(tmp_path: Path) -> None:
