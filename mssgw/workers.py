@@ -139,10 +139,11 @@ def bind_listeners(
     per_worker: list[dict[str, socket.socket]] = [{} for _ in range(count)]
     try:
         for name, lst in listeners.items():
+            if name in PRIMARY_ONLY:  # one socket: no port group to join
+                per_worker[0][name] = _bind(name, lst, reuse_port=False)
+                continue
             first = _bind(name, lst, reuse_port=count > 1)
             per_worker[0][name] = first
-            if name in PRIMARY_ONLY:
-                continue
             same = replace(lst, port=int(first.getsockname()[1]))  # port 0: the one chosen
             for k in range(1, count):
                 per_worker[k][name] = _bind(name, same, reuse_port=True)

@@ -104,17 +104,18 @@ async def _supervise(
 ) -> int:
     """``gateway.workers`` > 1: bind the listeners, start the workers, watch them."""
     logsetup.setup(settings.logging.level, settings.logging.format, "supervisor")
-    store = await Store.open(settings)  # refuses an old schema before any worker starts
+    lock = workers.lock_state(settings.state_dir / "run")  # before touching anything
     try:
-        users = None
-        if pki is not None:
-            domain = pki["operators"][0]["domain"]
-            users = await dev.ensure_demo_data(store, domain, pki, Path(args.state) / "users.json")
-    finally:
-        await store.close()
-    lock = workers.lock_state(settings.state_dir / "run")
-    listeners = workers.enabled_listeners(settings, listener_factories())
-    try:
+        store = await Store.open(settings)  # refuses an old schema before any worker starts
+        try:
+            users = None
+            if pki is not None:
+                domain = pki["operators"][0]["domain"]
+                users_file = Path(args.state) / "users.json"
+                users = await dev.ensure_demo_data(store, domain, pki, users_file)
+        finally:
+            await store.close()
+        listeners = workers.enabled_listeners(settings, listener_factories())
         sockets = workers.bind_listeners(listeners, count)
     except BaseException:
         os.close(lock)

@@ -53,10 +53,19 @@ def socket_path(run_dir: Path, index: int) -> Path:
     return run_dir / f"imap-{index}.sock"
 
 
+def _chunks(changes: dict[int, int]) -> list[dict[int, int]]:
+    """``changes`` cut into pieces of at most ``MAX_TOKENS`` folders (one datagram each)."""
+    items = iter(changes.items())
+    return [dict(chunk) for chunk in iter(lambda: list(itertools.islice(items, MAX_TOKENS)), [])]
+
+
+def _datagram(chunk: dict[int, int]) -> bytes:
+    return b" ".join(b"%d:%d" % item for item in chunk.items())
+
+
 def encode(changes: dict[int, int]) -> list[bytes]:
     """``{F: m}`` → datagrams of at most ``MAX_TOKENS`` ``F:m`` tokens each."""
-    tokens = [b"%d:%d" % item for item in changes.items()]
-    return [b" ".join(tokens[i : i + MAX_TOKENS]) for i in range(0, len(tokens), MAX_TOKENS)]
+    return [_datagram(chunk) for chunk in _chunks(changes)]
 
 
 def decode(datagram: bytes) -> tuple[list[tuple[int, int]], int]:
@@ -160,10 +169,9 @@ class SiblingBridge:
         """Send ``box`` to ``sibling``, removing what was sent from it; False to
         try the rest later (its receive queue is full)."""
         target = str(socket_path(self.run_dir, sibling))
-        while box:
-            chunk = dict(itertools.islice(box.items(), MAX_TOKENS))
+        for chunk in _chunks(box):
             try:
-                sock.sendto(encode(chunk)[0], target)
+                sock.sendto(_datagram(chunk), target)
             except BlockingIOError:
                 return False
             except (FileNotFoundError, ConnectionRefusedError):
